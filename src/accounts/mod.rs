@@ -1,0 +1,195 @@
+//! Accounts: users, their passwords, and the first-start setup of the first administrator.
+
+mod email;
+pub mod password;
+mod setup;
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use email::{EmailProblem, MAX_EMAIL_LEN, normalize_email};
+pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
+pub use setup::{FirstStart, SetupError, SetupToken};
+
+use crate::audit::{Action, ActivityEvent, ClientInfo};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub locale: Option<String>,
+    pub failed_attempts: i32,
+    pub locked_at: Option<OffsetDateTime>,
+    pub lockout_threshold: i32,
+    pub notify_on_success: bool,
+    pub notify_on_failure: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user about to be written; built by [`Accounts`] after the rules have passed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// Longest display name accepted.
+pub const MAX_NAME_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("e-mail address {0}")]
+    InvalidEmail(#[from] EmailProblem),
+    #[error("name too long")]
+    NameTooLong,
+    #[error("password {0}")]
+    WeakPassword(#[from] PasswordProblem),
+    #[error("an account with this e-mail address already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => AccountError::EmailTaken,
+            other => AccountError::Store(other),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown e-mail or wrong password: one answer for both.
+    #[error("wrong e-mail or password")]
+    WrongCredentials,
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The account rules: creating users and checking passwords.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, policy: PasswordPolicy) -> Self {
+        Self {
+            store,
+            hasher,
+            policy,
+        }
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// Checks e-mail, name and password against the rules and hashes the password.
+    pub async fn prepare_user(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+        is_admin: bool,
+        now: OffsetDateTime,
+    ) -> Result<NewUser, AccountError> {
+        let email = normalize_email(email)?;
+        let name = name.trim();
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(AccountError::NameTooLong);
+        }
+        self.policy.check(password)?;
+        let password_hash = self.hasher.hash(password).await?;
+        Ok(NewUser {
+            id: Uuid::now_v7(),
+            email,
+            name: name.to_string(),
+            password_hash: Some(password_hash),
+            is_admin,
+            created_at: now,
+        })
+    }
+
+    pub async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+        is_admin: bool,
+        now: OffsetDateTime,
+    ) -> Result<User, AccountError> {
+        let new = self
+            .prepare_user(email, name, password, is_admin, now)
+            .await?;
+        // Refuse a taken address before anything else is written; the unique index is the
+        // final guard against a race.
+        if self.store.user_by_email(&new.email).await?.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        Ok(self.store.insert_user(&new).await?)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.store.list_users().await
+    }
+
+    /// Checks an e-mail and password. An unknown address costs one argon2 verify, like a
+    /// wrong password, and gets the same error. A failure on an existing account is
+    /// recorded in its activity log; parameters that changed since the hash was made are
+    /// applied by re-hashing on success.
+    pub async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, LoginError> {
+        // A malformed address cannot match an account; it still costs a verify.
+        let user = match normalize_email(email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let phc = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let verification = self.hasher.verify(password, phc).await?;
+        match (user, verification) {
+            (Some(user), Verification::Match { rehashed }) => {
+                if let Some(fresh) = rehashed {
+                    self.store.set_password_hash(user.id, &fresh, now).await?;
+                }
+                Ok(user)
+            }
+            (Some(user), Verification::Mismatch) => {
+                let event = ActivityEvent::new(
+                    Some(user.id),
+                    Action::LoginFailed,
+                    client,
+                    serde_json::json!({ "reason": "wrong_password", "method": "password" }),
+                    now,
+                );
+                self.store.record_event(&event).await?;
+                Err(LoginError::WrongCredentials)
+            }
+            (None, _) => Err(LoginError::WrongCredentials),
+        }
+    }
+}

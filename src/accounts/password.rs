@@ -1,0 +1,314 @@
+//! Passwords: the policy for new ones, and argon2id hashing on a bounded pool of dedicated
+//! threads (never on the async workers), so that cheap endpoints keep their latency while
+//! logins saturate the CPU.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::config::PasswordConfig;
+
+/// Longest password accepted, in bytes: long enough for any passphrase or manager, short
+/// enough that nobody makes us hash megabytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordProblem {
+    #[error("too short")]
+    TooShort { min: usize },
+    #[error("too long")]
+    TooLong,
+    #[error("too common")]
+    TooCommon,
+}
+
+/// Rules for a password being set (not for one being checked at login).
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+}
+
+impl PasswordPolicy {
+    pub fn check(&self, password: &str) -> Result<(), PasswordProblem> {
+        if password.chars().count() < self.min_length {
+            return Err(PasswordProblem::TooShort {
+                min: self.min_length,
+            });
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordProblem::TooLong);
+        }
+        let lowered = password.to_lowercase();
+        if COMMON_PASSWORDS.lines().any(|common| common == lowered) {
+            return Err(PasswordProblem::TooCommon);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing thread is busy and the queue is full: answer 503, try again later.
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// Result of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// Correct. `rehashed` holds a new PHC string when the stored one used other parameters.
+    Match {
+        rehashed: Option<String>,
+    },
+    Mismatch,
+}
+
+enum Job {
+    Hash {
+        password: String,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+    Verify {
+        password: String,
+        phc: String,
+        reply: oneshot::Sender<Result<Verification, HashError>>,
+    },
+}
+
+/// The bounded argon2id pool. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    jobs: Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+    /// A hash of a random password with the current parameters: verified against when the
+    /// account does not exist, so that both cases cost the same.
+    dummy_phc: Arc<str>,
+}
+
+impl PasswordHasher {
+    /// Starts `threads` hashing threads at a lower scheduling priority than the async workers.
+    pub fn start(config: &PasswordConfig, threads: usize) -> Result<Self, HashError> {
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| HashError::Failed(e.to_string()))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_phc: Arc<str> = hash_with(
+            &argon,
+            &crate::tokens::OpaqueToken::generate().as_str().to_string(),
+        )?
+        .into();
+
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.queue_limit);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let argon = argon.clone();
+            let waiting = waiting.clone();
+            std::thread::Builder::new()
+                .name(format!("gotthard-argon2-{i}"))
+                .spawn(move || {
+                    lower_thread_priority();
+                    while let Ok(job) = queue.recv() {
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        run_job(&argon, job);
+                    }
+                })
+                .map_err(|e| HashError::Failed(e.to_string()))?;
+        }
+        Ok(Self {
+            jobs,
+            waiting,
+            dummy_phc,
+        })
+    }
+
+    /// Jobs waiting for a thread (the `/metrics` queue depth).
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash {
+            password: password.to_string(),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| HashError::Failed("hashing thread stopped".into()))?
+    }
+
+    /// Verifies `password` against `phc`, or against the dummy hash when there is no account
+    /// (or no password on it): the same work either way, and always a mismatch for `None`.
+    pub async fn verify(
+        &self,
+        password: &str,
+        phc: Option<&str>,
+    ) -> Result<Verification, HashError> {
+        let (reply, answer) = oneshot::channel();
+        let known = phc.is_some();
+        self.submit(Job::Verify {
+            password: password.to_string(),
+            phc: phc.unwrap_or(&self.dummy_phc).to_string(),
+            reply,
+        })?;
+        let outcome = answer
+            .await
+            .map_err(|_| HashError::Failed("hashing thread stopped".into()))??;
+        Ok(if known {
+            outcome
+        } else {
+            Verification::Mismatch
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(HashError::Busy)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(HashError::Failed("hashing pool stopped".into()))
+            }
+        }
+    }
+}
+
+fn run_job(argon: &Argon2<'_>, job: Job) {
+    match job {
+        Job::Hash { password, reply } => {
+            let _ = reply.send(hash_with(argon, &password));
+        }
+        Job::Verify {
+            password,
+            phc,
+            reply,
+        } => {
+            let _ = reply.send(verify_with(argon, &password, &phc));
+        }
+    }
+}
+
+fn hash_with(argon: &Argon2<'_>, password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| HashError::Failed(e.to_string()))
+}
+
+fn verify_with(argon: &Argon2<'_>, password: &str, phc: &str) -> Result<Verification, HashError> {
+    let parsed = PasswordHash::new(phc).map_err(|e| HashError::Failed(e.to_string()))?;
+    // Verify with the parameters recorded in the stored hash, not the current ones.
+    if Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Ok(Verification::Mismatch);
+    }
+    let current = argon.params();
+    let stale = parsed.algorithm.as_str() != "argon2id"
+        || Params::try_from(&parsed).map_or(true, |p| {
+            p.m_cost() != current.m_cost()
+                || p.t_cost() != current.t_cost()
+                || p.p_cost() != current.p_cost()
+        });
+    let rehashed = if stale {
+        Some(hash_with(argon, password)?)
+    } else {
+        None
+    };
+    Ok(Verification::Match { rehashed })
+}
+
+/// Hashing threads run at nice +10 so that, under a flood of logins, the async workers
+/// (health checks, token endpoints) still get the CPU first.
+fn lower_thread_priority() {
+    // SAFETY: setpriority on the calling thread's own id has no memory effects; on Linux
+    // PRIO_PROCESS with a thread id changes only that thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(memory_kib: u32) -> PasswordConfig {
+        PasswordConfig {
+            memory_kib,
+            iterations: 2,
+            parallelism: 1,
+            min_length: 10,
+            hash_threads: 1,
+            queue_limit: 4,
+        }
+    }
+
+    #[test]
+    fn policy_refuses_short_long_and_common() {
+        let policy = PasswordPolicy { min_length: 10 };
+        assert_eq!(
+            policy.check("short"),
+            Err(PasswordProblem::TooShort { min: 10 })
+        );
+        assert_eq!(policy.check("Password123"), Err(PasswordProblem::TooCommon));
+        assert_eq!(
+            policy.check(&"x".repeat(2000)),
+            Err(PasswordProblem::TooLong)
+        );
+        assert!(policy.check("granite-otter-lantern").is_ok());
+    }
+
+    #[tokio::test]
+    async fn verifies_and_rehashes_when_parameters_change() {
+        let old = PasswordHasher::start(&config(19_456), 1).unwrap();
+        let phc = old.hash("granite-otter-lantern").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            old.verify("granite-otter-lantern", Some(&phc))
+                .await
+                .unwrap(),
+            Verification::Match { rehashed: None }
+        );
+        assert_eq!(
+            old.verify("wrong", Some(&phc)).await.unwrap(),
+            Verification::Mismatch
+        );
+        assert_eq!(
+            old.verify("anything", None).await.unwrap(),
+            Verification::Mismatch
+        );
+
+        let new = PasswordHasher::start(&config(20_480), 1).unwrap();
+        match new
+            .verify("granite-otter-lantern", Some(&phc))
+            .await
+            .unwrap()
+        {
+            Verification::Match {
+                rehashed: Some(fresh),
+            } => assert!(fresh.starts_with("$argon2id$v=19$m=20480,t=2,p=1$")),
+            other => panic!("expected a rehash, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Activity events: what happened to an account, when, from where. Never secrets.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Where a request came from, as recorded in events and sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Longest User-Agent kept; the rest is cut (it is shown, never parsed for decisions).
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+impl ClientInfo {
+    pub fn new(ip: impl Into<String>, user_agent: &str) -> Self {
+        Self {
+            ip: ip.into(),
+            user_agent: user_agent.chars().take(MAX_USER_AGENT_CHARS).collect(),
+        }
+    }
+}
+
+/// The kinds of event; their string form is stored and filtered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    AccountCreated,
+    LoginSucceeded,
+    LoginFailed,
+    Logout,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::AccountCreated => "account.created",
+            Action::LoginSucceeded => "login.succeeded",
+            Action::LoginFailed => "login.failed",
+            Action::Logout => "logout",
+        }
+    }
+}
+
+/// Gotthard itself, as opposed to a relying application.
+pub const PRODUCT_ACCOUNT: &str = "account";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityEvent {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub product: String,
+    pub ip: String,
+    pub user_agent: String,
+    /// A small JSON object.
+    pub details: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl ActivityEvent {
+    pub fn new(
+        user_id: Option<Uuid>,
+        action: Action,
+        client: &ClientInfo,
+        details: serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            user_id,
+            actor_id: None,
+            action: action.as_str().to_string(),
+            product: PRODUCT_ACCOUNT.to_string(),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            details: details.to_string(),
+            created_at: now,
+        }
+    }
+}

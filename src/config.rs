@@ -1,0 +1,347 @@
+//! Typed configuration: `config/default.toml` (embedded) < `--config FILE` < `GOTTHARD_*` env.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The embedded defaults; the same file documents every key and its environment name.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// OWASP's minimum argon2id parameters (Password Storage Cheat Sheet).
+pub const MIN_MEMORY_KIB: u32 = 19_456;
+pub const MIN_ITERATIONS: u32 = 2;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub issuer: String,
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub keys: KeysConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub smtp: SmtpConfig,
+    pub password: PasswordConfig,
+    pub setup: SetupConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub min_length: usize,
+    pub hash_threads: usize,
+    pub queue_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupConfig {
+    pub link_ttl_minutes: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A configuration error names the key (and its environment variable) that is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}` (env {env}): {message}")]
+    Invalid {
+        key: &'static str,
+        env: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, env: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        env,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("GOTTHARD_"))
+    }
+
+    /// Defaults plus an explicit list of `GOTTHARD_*`-style overrides (tests use this instead of
+    /// mutating the process environment).
+    pub fn from_overrides(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        for (key, value) in pairs {
+            figment = figment.merge((key.to_string(), value.to_string()));
+        }
+        Self::finish(figment)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // GOTTHARD_TEST_* belong to the test harness, not to the server.
+        let env = env
+            .split("__")
+            .filter(|key| !key.as_str().starts_with("test_"));
+        Self::finish(figment.merge(env))
+    }
+
+    fn finish(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            // figment's message names the key path and the source (file or env variable).
+            let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Parse(messages.join("; "))
+        })?;
+        config.validate()
+    }
+
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        let issuer = self.issuer.trim().trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&issuer)
+            .map_err(|e| invalid("issuer", "GOTTHARD_ISSUER", format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(invalid(
+                "issuer",
+                "GOTTHARD_ISSUER",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid(
+                "issuer",
+                "GOTTHARD_ISSUER",
+                "must not have a query or fragment",
+            ));
+        }
+        self.issuer = issuer;
+
+        let url = self.database.url.trim().to_string();
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "GOTTHARD_DATABASE__URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        self.database.url = url;
+        if self.database.max_connections == 0 {
+            return Err(invalid(
+                "database.max_connections",
+                "GOTTHARD_DATABASE__MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        if !(self.redis.url.is_empty()
+            || self.redis.url.starts_with("redis://")
+            || self.redis.url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis.url",
+                "GOTTHARD_REDIS__URL",
+                "must be empty or start with redis:// or rediss://",
+            ));
+        }
+        if !(self.smtp.url.is_empty()
+            || self.smtp.url.starts_with("smtp://")
+            || self.smtp.url.starts_with("smtps://"))
+        {
+            return Err(invalid(
+                "smtp.url",
+                "GOTTHARD_SMTP__URL",
+                "must be empty or start with smtp:// or smtps://",
+            ));
+        }
+        let p = &self.password;
+        if p.memory_kib < MIN_MEMORY_KIB {
+            return Err(invalid(
+                "password.memory_kib",
+                "GOTTHARD_PASSWORD__MEMORY_KIB",
+                format!("must be at least {MIN_MEMORY_KIB} (OWASP minimum for argon2id)"),
+            ));
+        }
+        if p.iterations < MIN_ITERATIONS {
+            return Err(invalid(
+                "password.iterations",
+                "GOTTHARD_PASSWORD__ITERATIONS",
+                format!("must be at least {MIN_ITERATIONS}"),
+            ));
+        }
+        if !(1..=16).contains(&p.parallelism) {
+            return Err(invalid(
+                "password.parallelism",
+                "GOTTHARD_PASSWORD__PARALLELISM",
+                "must be between 1 and 16",
+            ));
+        }
+        if !(8..=128).contains(&p.min_length) {
+            return Err(invalid(
+                "password.min_length",
+                "GOTTHARD_PASSWORD__MIN_LENGTH",
+                "must be between 8 and 128",
+            ));
+        }
+        if p.queue_limit == 0 {
+            return Err(invalid(
+                "password.queue_limit",
+                "GOTTHARD_PASSWORD__QUEUE_LIMIT",
+                "must be at least 1",
+            ));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(invalid(
+                "http.request_timeout_secs",
+                "GOTTHARD_HTTP__REQUEST_TIMEOUT_SECS",
+                "must be at least 1",
+            ));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(invalid(
+                "http.body_limit_bytes",
+                "GOTTHARD_HTTP__BODY_LIMIT_BYTES",
+                "must be at least 1024",
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.setup.link_ttl_minutes) {
+            return Err(invalid(
+                "setup.link_ttl_minutes",
+                "GOTTHARD_SETUP__LINK_TTL_MINUTES",
+                "must be between 1 and 1440",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                "GOTTHARD_LOG__LEVEL",
+                "not a valid tracing filter",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("gotthard.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Cookies and HSTS depend on whether the public URL is https.
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    pub fn hash_threads(&self) -> usize {
+        if self.password.hash_threads > 0 {
+            self.password.hash_threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let config = Config::from_overrides(&[]).unwrap();
+        assert_eq!(config.http.bind.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url().ends_with("gotthard.db"));
+        assert!(!config.is_https());
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = Config::from_overrides(&[("http.bind", "not-an-address")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("http.bind"), "{err}");
+        let err = Config::from_overrides(&[("password.memory_kib", "1024")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("GOTTHARD_PASSWORD__MEMORY_KIB"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = Config::from_overrides(&[("http.bnd", "127.0.0.1:1")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("bnd"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Errors of the HTTP layer, each mapped once to one answer. Browser routes answer with a
+//! localized HTML page (rendered by `web::error_pages`); a 500 carries the request id only.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::accounts::{AccountError, HashError, LoginError, SetupError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// Missing or mistyped form fields.
+    #[error("malformed form")]
+    BadForm,
+    /// A body that is not UTF-8 (raw or percent-encoded).
+    #[error("form is not valid UTF-8")]
+    BadEncoding,
+    #[error("form body expected")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    TooLarge,
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    #[error("password hashing saturated")]
+    Busy,
+    #[error("setup link unusable")]
+    SetupLinkUnusable,
+    #[error("not signed in")]
+    NotSignedIn,
+    #[error("not found")]
+    NotFound,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Marks an error response whose page `web::error_pages` renders, with the message key.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorPage(pub &'static str);
+
+impl WebError {
+    fn status_and_key(&self) -> (StatusCode, &'static str) {
+        match self {
+            WebError::BadForm => (StatusCode::UNPROCESSABLE_ENTITY, "error-bad-form"),
+            WebError::BadEncoding => (StatusCode::BAD_REQUEST, "error-bad-encoding"),
+            WebError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "error-bad-request")
+            }
+            WebError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
+            WebError::Csrf => (StatusCode::FORBIDDEN, "error-csrf"),
+            WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+            WebError::SetupLinkUnusable => (StatusCode::GONE, "setup-link-unusable"),
+            WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
+            WebError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
+            WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let WebError::NotSignedIn = self {
+            return Redirect::to("/login").into_response();
+        }
+        if let WebError::Internal(detail) = &self {
+            // The detail goes to the log (with the request id of the span), never to the page.
+            tracing::error!(error = %detail, "internal error");
+        }
+        let (status, key) = self.status_and_key();
+        let mut response = status.into_response();
+        if let WebError::Busy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        response.extensions_mut().insert(ErrorPage(key));
+        response
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(err: StoreError) -> Self {
+        WebError::Internal(err.to_string())
+    }
+}
+
+impl From<HashError> for WebError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => WebError::Busy,
+            HashError::Failed(detail) => WebError::Internal(detail),
+        }
+    }
+}
+
+impl From<LoginError> for WebError {
+    fn from(err: LoginError) -> Self {
+        match err {
+            // Handlers render the form again for wrong credentials; this is a fallback.
+            LoginError::WrongCredentials => WebError::BadForm,
+            LoginError::Hash(e) => e.into(),
+            LoginError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Hash(e) => e.into(),
+            AccountError::Store(e) => e.into(),
+            _ => WebError::BadForm,
+        }
+    }
+}
+
+impl From<SetupError> for WebError {
+    fn from(err: SetupError) -> Self {
+        match err {
+            SetupError::LinkUnusable => WebError::SetupLinkUnusable,
+            SetupError::Account(e) => e.into(),
+            SetupError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<minijinja::Error> for WebError {
+    fn from(err: minijinja::Error) -> Self {
+        WebError::Internal(format!("template: {err:#}"))
+    }
+}

@@ -1,0 +1,225 @@
+//! Gotthard: identity provider and auth gateway. This file wires the modules: the state the
+//! handlers share, the router with its layers, and the server loop.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod orgs;
+pub mod sessions;
+pub mod store;
+pub mod tokens;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::{Accounts, FirstStart, PasswordHasher, PasswordPolicy};
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+use crate::ops::Metrics;
+use crate::orgs::Orgs;
+use crate::sessions::Sessions;
+use crate::store::Store;
+use crate::tokens::Keyring;
+use crate::web::Pages;
+
+/// What handlers share. Every field is cheap to clone (`Arc`s inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub accounts: Accounts,
+    pub sessions: Sessions,
+    pub orgs: Orgs,
+    pub first_start: FirstStart,
+    pub keyring: Arc<Keyring>,
+    pub pages: Arc<Pages>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Opens the database (running migrations), the keys and the hashing pool.
+    pub async fn open(config: Config, hash_threads: usize) -> anyhow::Result<Self> {
+        let keyring = Keyring::load_or_create(&config.keys.dir)?;
+        let url = config.database_url();
+        let store = store::connect(&url, config.database.max_connections)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(&url)))?;
+        store.migrate().await.context("database migration failed")?;
+        let hasher = PasswordHasher::start(&config.password, hash_threads)?;
+        let accounts = Accounts::new(
+            store.clone(),
+            hasher,
+            PasswordPolicy {
+                min_length: config.password.min_length,
+            },
+        );
+        let first_start = FirstStart::new(
+            store.clone(),
+            accounts.clone(),
+            config.issuer.clone(),
+            time::Duration::minutes(config.setup.link_ttl_minutes),
+        );
+        Ok(Self {
+            sessions: Sessions::new(store.clone()),
+            orgs: Orgs::new(store.clone()),
+            first_start,
+            accounts,
+            store,
+            keyring: Arc::new(keyring),
+            pages: Arc::new(Pages::load()?),
+            metrics: Arc::new(Metrics::new()),
+            clock: Clock::default(),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Hides the password of a database URL in messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The whole HTTP surface with its layers.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut security_headers = vec![
+        (
+            header::CONTENT_SECURITY_POLICY,
+            // No inline script or style anywhere; forms post only to us; never framed.
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    if config.is_https() {
+        security_headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ));
+    }
+    let mut app = Router::new()
+        .merge(web::routes())
+        .merge(ops::routes())
+        .fallback(web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::error_pages,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            ops::track,
+        ));
+    for (name, value) in security_headers {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    let timeout = Duration::from_secs(config.http.request_timeout_secs);
+    let body_limit = config.http.body_limit_bytes;
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                    )
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                timeout,
+            ))
+            // Bodies are read only by extractors, which this limit bounds (413 page).
+            .layer(DefaultBodyLimit::max(body_limit)),
+    )
+    .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Structured logs to stderr, as text or JSON lines.
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,161 @@
+//! Organizations and their members' roles.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::normalize_email;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgRole {
+    LegalRepresentative,
+    Admin,
+    Member,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::LegalRepresentative => "legal-representative",
+            OrgRole::Admin => "admin",
+            OrgRole::Member => "member",
+        }
+    }
+}
+
+impl FromStr for OrgRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legal-representative" => Ok(OrgRole::LegalRepresentative),
+            "admin" => Ok(OrgRole::Admin),
+            "member" => Ok(OrgRole::Member),
+            other => Err(format!(
+                "unknown role `{other}` (legal-representative, admin or member)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub org_id: Uuid,
+    pub user_id: Uuid,
+    pub role: OrgRole,
+    pub created_at: OffsetDateTime,
+}
+
+/// A user as listed among an organization's members.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: OrgRole,
+}
+
+pub const MAX_ORG_NAME_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("organization name must be 1 to {MAX_ORG_NAME_CHARS} characters")]
+    InvalidName,
+    #[error("an organization with this name already exists")]
+    NameTaken,
+    #[error("no organization named `{0}`")]
+    UnknownOrg(String),
+    #[error("no user with e-mail `{0}`")]
+    UnknownUser(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for OrgError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => OrgError::NameTaken,
+            other => OrgError::Store(other),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Orgs {
+    store: Arc<dyn Store>,
+}
+
+impl Orgs {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn create(&self, name: &str, now: OffsetDateTime) -> Result<Organization, OrgError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_ORG_NAME_CHARS {
+            return Err(OrgError::InvalidName);
+        }
+        let org = Organization {
+            id: Uuid::now_v7(),
+            name: name.to_string(),
+            created_at: now,
+        };
+        self.store.insert_org(&org).await?;
+        Ok(org)
+    }
+
+    /// Adds the user to the organization with `role`, or changes their role.
+    pub async fn add_member(
+        &self,
+        org_name: &str,
+        email: &str,
+        role: OrgRole,
+        now: OffsetDateTime,
+    ) -> Result<Membership, OrgError> {
+        let org = self
+            .store
+            .org_by_name(org_name.trim())
+            .await?
+            .ok_or_else(|| OrgError::UnknownOrg(org_name.trim().to_string()))?;
+        let email = normalize_email(email).map_err(|_| OrgError::UnknownUser(email.to_string()))?;
+        let user = self
+            .store
+            .user_by_email(&email)
+            .await?
+            .ok_or(OrgError::UnknownUser(email))?;
+        let membership = Membership {
+            org_id: org.id,
+            user_id: user.id,
+            role,
+            created_at: now,
+        };
+        self.store.put_membership(&membership).await?;
+        Ok(membership)
+    }
+
+    pub async fn members(&self, org_name: &str) -> Result<Vec<Member>, OrgError> {
+        let org = self
+            .store
+            .org_by_name(org_name.trim())
+            .await?
+            .ok_or_else(|| OrgError::UnknownOrg(org_name.trim().to_string()))?;
+        Ok(self.store.members_of_org(org.id).await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Organization>, StoreError> {
+        self.store.list_orgs().await
+    }
+
+    pub async fn of_user(&self, user_id: Uuid) -> Result<Vec<(Organization, OrgRole)>, StoreError> {
+        self.store.orgs_of_user(user_id).await
+    }
+}

@@ -1,0 +1,149 @@
+//! Persistence: one [`Store`] trait, implemented for SQLite and PostgreSQL by the same SQL
+//! (see `sql.rs`), proven equal by one conformance suite (`tests/it/store.rs`).
+
+mod sql;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::{NewUser, SetupToken, User};
+use crate::audit::ActivityEvent;
+use crate::orgs::{Member, Membership, OrgRole, Organization};
+use crate::sessions::{NewSession, Session};
+use crate::tokens::TokenDigest;
+
+pub use sql::{PostgresStore, SqliteStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e-mail or organization name taken).
+    #[error("already exists")]
+    Conflict,
+    /// A single-use token was already used, has expired, or does not exist.
+    #[error("token unusable")]
+    TokenUnusable,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn from_write(err: sqlx::Error) -> Self {
+        match err.as_database_error() {
+            Some(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Users.
+    async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    async fn count_users(&self) -> Result<i64, StoreError>;
+    async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    // Organizations.
+    async fn insert_org(&self, org: &Organization) -> Result<(), StoreError>;
+    async fn org_by_name(&self, name: &str) -> Result<Option<Organization>, StoreError>;
+    async fn list_orgs(&self) -> Result<Vec<Organization>, StoreError>;
+    /// Adds a member, or changes the role of an existing one.
+    async fn put_membership(&self, membership: &Membership) -> Result<(), StoreError>;
+    async fn members_of_org(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError>;
+    async fn orgs_of_user(&self, user_id: Uuid)
+    -> Result<Vec<(Organization, OrgRole)>, StoreError>;
+
+    // Sessions: created together with their activity event, in one transaction.
+    async fn start_session(
+        &self,
+        session: &NewSession,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
+    /// The active (not ended) session whose cookie has this digest.
+    async fn session_by_digest(&self, digest: &TokenDigest) -> Result<Option<Session>, StoreError>;
+    /// Ends a session; `false` when it was already ended. The event is written with it.
+    async fn end_session(
+        &self,
+        session_id: Uuid,
+        reason: &str,
+        event: &ActivityEvent,
+    ) -> Result<bool, StoreError>;
+
+    // Activity.
+    async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError>;
+    async fn recent_events(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<ActivityEvent>, StoreError>;
+
+    // First-start setup link.
+    /// Stores a new setup token and voids every unused older one.
+    async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError>;
+    async fn setup_token(&self, digest: &TokenDigest) -> Result<Option<SetupToken>, StoreError>;
+    /// Uses the token (once, before it expires, while no user exists) and creates the first
+    /// administrator, atomically; [`StoreError::TokenUnusable`] otherwise.
+    async fn complete_setup(
+        &self,
+        digest: &TokenDigest,
+        user: &NewUser,
+        event: &ActivityEvent,
+    ) -> Result<User, StoreError>;
+}
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`).
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Arc::new(SqliteStore::new(pool)))
+    } else {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Arc::new(PostgresStore::new(pool)))
+    }
+}

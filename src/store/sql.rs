@@ -1,0 +1,403 @@
+//! The SQL of both backends. The statements are written once, in the dialect SQLite and
+//! PostgreSQL share (`$n` parameters, `RETURNING`, `ON CONFLICT`), and the macro below
+//! instantiates them for each pool type; what differs (column types) lives in the migrations.
+
+use async_trait::async_trait;
+use sqlx::{PgPool, SqlitePool};
+use uuid::Uuid;
+
+use super::{Backend, Store, StoreError};
+use crate::accounts::{NewUser, SetupToken, User};
+use crate::audit::ActivityEvent;
+use crate::orgs::{Member, Membership, OrgRole, Organization};
+use crate::sessions::{NewSession, Session};
+use crate::tokens::TokenDigest;
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
+     locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
+
+const INSERT_EVENT: &str = "INSERT INTO activity_events \
+     (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const INSERT_USER: &str = "INSERT INTO users (id, email, name, password_hash, is_admin, \
+     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty, $backend:expr, $migrator:expr) => {
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<(), StoreError> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
+                let sql = format!("{INSERT_USER} RETURNING {USER_COLUMNS}");
+                sqlx::query_as::<_, User>(&sql)
+                    .bind(user.id)
+                    .bind(&user.email)
+                    .bind(&user.name)
+                    .bind(&user.password_hash)
+                    .bind(user.is_admin)
+                    .bind(user.created_at)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(StoreError::from_write)
+            }
+
+            async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+                Ok(sqlx::query_as::<_, User>(&sql)
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+                Ok(sqlx::query_as::<_, User>(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
+                Ok(sqlx::query_as::<_, User>(&sql).fetch_all(&self.pool).await?)
+            }
+
+            async fn count_users(&self) -> Result<i64, StoreError> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n)
+            }
+
+            async fn set_password_hash(
+                &self,
+                user_id: Uuid,
+                hash: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_org(&self, org: &Organization) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(org.id)
+                    .bind(&org.name)
+                    .bind(org.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_write)?;
+                Ok(())
+            }
+
+            async fn org_by_name(&self, name: &str) -> Result<Option<Organization>, StoreError> {
+                Ok(sqlx::query_as::<_, Organization>(
+                    "SELECT id, name, created_at FROM organizations WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_orgs(&self) -> Result<Vec<Organization>, StoreError> {
+                Ok(sqlx::query_as::<_, Organization>(
+                    "SELECT id, name, created_at FROM organizations ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO memberships (org_id, user_id, role, created_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(m.org_id)
+                .bind(m.user_id)
+                .bind(m.role.as_str())
+                .bind(m.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn members_of_org(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
+                let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+                    "SELECT u.id, u.email, u.name, m.role FROM memberships m \
+                     JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
+                )
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(user_id, email, name, role)| {
+                        Some(Member {
+                            user_id,
+                            email,
+                            name,
+                            role: role.parse().ok()?,
+                        })
+                    })
+                    .collect())
+            }
+
+            async fn orgs_of_user(
+                &self,
+                user_id: Uuid,
+            ) -> Result<Vec<(Organization, OrgRole)>, StoreError> {
+                let rows: Vec<(Uuid, String, time::OffsetDateTime, String)> = sqlx::query_as(
+                    "SELECT o.id, o.name, o.created_at, m.role FROM memberships m \
+                     JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 ORDER BY o.name",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, name, created_at, role)| {
+                        Some((Organization { id, name, created_at }, role.parse().ok()?))
+                    })
+                    .collect())
+            }
+
+            async fn start_session(
+                &self,
+                s: &NewSession,
+                event: &ActivityEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO sessions (id, user_id, token_hash, method, sso_org_id, ip, \
+                     user_agent, created_at, last_seen_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                )
+                .bind(s.id)
+                .bind(s.user_id)
+                .bind(s.token_digest.as_bytes())
+                .bind(s.method.as_str())
+                .bind(s.sso_org_id)
+                .bind(&s.ip)
+                .bind(&s.user_agent)
+                .bind(s.created_at)
+                .execute(&mut *tx)
+                .await?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session_by_digest(
+                &self,
+                digest: &TokenDigest,
+            ) -> Result<Option<Session>, StoreError> {
+                Ok(sqlx::query_as::<_, Session>(
+                    "SELECT id, user_id, method, sso_org_id, ip, user_agent, created_at, \
+                     last_seen_at FROM sessions WHERE token_hash = $1 AND ended_at IS NULL",
+                )
+                .bind(digest.as_bytes())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn end_session(
+                &self,
+                session_id: Uuid,
+                reason: &str,
+                event: &ActivityEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
+                     WHERE id = $3 AND ended_at IS NULL",
+                )
+                .bind(event.created_at)
+                .bind(reason)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if ended {
+                    bind_event(sqlx::query(INSERT_EVENT), event)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
+            }
+
+            async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError> {
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn recent_events(
+                &self,
+                user_id: Uuid,
+                limit: i64,
+            ) -> Result<Vec<ActivityEvent>, StoreError> {
+                Ok(sqlx::query_as::<_, ActivityEvent>(
+                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
+                     created_at FROM activity_events WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(token.digest.as_bytes())
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn setup_token(
+                &self,
+                digest: &TokenDigest,
+            ) -> Result<Option<SetupToken>, StoreError> {
+                let row: Option<(time::OffsetDateTime, time::OffsetDateTime, Option<time::OffsetDateTime>)> =
+                    sqlx::query_as(
+                        "SELECT created_at, expires_at, used_at FROM setup_tokens \
+                         WHERE token_hash = $1",
+                    )
+                    .bind(digest.as_bytes())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(created_at, expires_at, used_at)| SetupToken {
+                    digest: *digest,
+                    created_at,
+                    expires_at,
+                    used_at,
+                }))
+            }
+
+            async fn complete_setup(
+                &self,
+                digest: &TokenDigest,
+                user: &NewUser,
+                event: &ActivityEvent,
+            ) -> Result<User, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Single use: the guarded UPDATE is the decision, so two racing requests
+                // cannot both pass.
+                let used = sqlx::query(
+                    "UPDATE setup_tokens SET used_at = $1 \
+                     WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+                )
+                .bind(user.created_at)
+                .bind(digest.as_bytes())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if used != 1 || existing != 0 {
+                    return Err(StoreError::TokenUnusable);
+                }
+                let sql = format!("{INSERT_USER} RETURNING {USER_COLUMNS}");
+                let created = sqlx::query_as::<_, User>(&sql)
+                    .bind(user.id)
+                    .bind(&user.email)
+                    .bind(&user.name)
+                    .bind(&user.password_hash)
+                    .bind(user.is_admin)
+                    .bind(user.created_at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_write)?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+        }
+    };
+}
+
+/// Binds an activity event to [`INSERT_EVENT`], for either backend.
+fn bind_event<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    event: &'q ActivityEvent,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Uuid>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    time::OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(event.id)
+        .bind(event.user_id)
+        .bind(event.actor_id)
+        .bind(event.action.as_str())
+        .bind(event.product.as_str())
+        .bind(event.ip.as_str())
+        .bind(event.user_agent.as_str())
+        .bind(event.details.as_str())
+        .bind(event.created_at)
+}
+
+sql_store!(
+    SqliteStore,
+    SqlitePool,
+    Backend::Sqlite,
+    sqlx::migrate!("migrations/sqlite")
+);
+sql_store!(
+    PostgresStore,
+    PgPool,
+    Backend::Postgres,
+    sqlx::migrate!("migrations/postgres")
+);

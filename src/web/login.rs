@@ -1,0 +1,140 @@
+//! `GET/POST /login` and `POST /logout`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::Cookie;
+use minijinja::context;
+use serde::Deserialize;
+
+use super::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
+use crate::AppState;
+use crate::accounts::{LoginError, MAX_EMAIL_LEN};
+use crate::error::WebError;
+use crate::ops::LoginOutcome;
+use crate::sessions::SignInMethod;
+
+pub async fn root(signed_in: Result<SignedIn, WebError>) -> Redirect {
+    match signed_in {
+        Ok(_) => Redirect::to("/account"),
+        Err(_) => Redirect::to("/login"),
+    }
+}
+
+pub async fn form(State(state): State<AppState>, page: PageContext) -> Result<Response, WebError> {
+    render_form(&state, page, StatusCode::OK, "", None)
+}
+
+fn render_form(
+    state: &AppState,
+    page: PageContext,
+    status: StatusCode,
+    email: &str,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let https = state.config.is_https();
+    let (jar, token) = csrf::issue(&state.keyring, page.jar, https, "");
+    let html = state.pages.render(
+        "login.html",
+        &page.tr,
+        context! { csrf => token, email => email, error => error },
+    )?;
+    Ok((status, jar, Html(html)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    page: PageContext,
+    HtmlForm(form): HtmlForm<LoginForm>,
+) -> Result<Response, WebError> {
+    let https = state.config.is_https();
+    csrf::verify(&state.keyring, &page.jar, https, "", &form.csrf)?;
+    if form.email.len() > MAX_EMAIL_LEN {
+        let error = page.tr.t("error-email-too-long");
+        return render_form(
+            &state,
+            page,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+            Some(error),
+        );
+    }
+    let now = state.clock.now();
+    let checked = state
+        .accounts
+        .check_password(&form.email, &form.password, &page.client, now)
+        .await;
+    let user = match checked {
+        Ok(user) => user,
+        Err(LoginError::WrongCredentials) => {
+            state.metrics.login(LoginOutcome::WrongCredentials);
+            let error = page.tr.t("login-wrong-credentials");
+            return render_form(
+                &state,
+                page,
+                StatusCode::UNAUTHORIZED,
+                form.email.trim(),
+                Some(error),
+            );
+        }
+        Err(LoginError::Hash(crate::accounts::HashError::Busy)) => {
+            state.metrics.login(LoginOutcome::Busy);
+            return Err(WebError::Busy);
+        }
+        Err(other) => {
+            state.metrics.login(LoginOutcome::Error);
+            return Err(other.into());
+        }
+    };
+    let (token, _) = state
+        .sessions
+        .start(&user, SignInMethod::Password, &page.client, now)
+        .await?;
+    state.metrics.login(LoginOutcome::Success);
+    let name = csrf::cookie_name(SESSION_COOKIE, https);
+    let jar = page.jar.add(csrf::security_cookie(
+        name,
+        token.as_str().to_string(),
+        https,
+    ));
+    Ok((jar, Redirect::to("/account")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    HtmlForm(form): HtmlForm<LogoutForm>,
+) -> Result<Response, WebError> {
+    let https = state.config.is_https();
+    csrf::verify(
+        &state.keyring,
+        &page.jar,
+        https,
+        &signed_in.cookie,
+        &form.csrf,
+    )?;
+    state
+        .sessions
+        .end_by_logout(&signed_in.session, &page.client, state.clock.now())
+        .await?;
+    let jar: CookieJar = page
+        .jar
+        .remove(Cookie::build(csrf::cookie_name(SESSION_COOKIE, https)).path("/"));
+    Ok((jar, Redirect::to("/login")).into_response())
+}

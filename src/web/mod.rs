@@ -1,0 +1,228 @@
+//! Browser pages: templates, forms, CSRF, security headers, i18n. Handlers parse and render;
+//! the services of `accounts`, `sessions` and `orgs` decide.
+
+mod account;
+pub mod csrf;
+mod forms;
+pub mod i18n;
+mod login;
+mod setup;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use minijinja::{Environment, Value, context};
+
+pub use forms::HtmlForm;
+pub use i18n::{I18n, Translator};
+
+use crate::AppState;
+use crate::accounts::User;
+use crate::audit::ClientInfo;
+use crate::error::{ErrorPage, WebError};
+use crate::sessions::Session;
+
+pub const SESSION_COOKIE: &str = "gotthard_session";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("setup.html", include_str!("templates/setup.html")),
+    ("account.html", include_str!("templates/account.html")),
+    ("message.html", include_str!("templates/message.html")),
+];
+const STYLESHEET: &str = include_str!("static/gotthard.css");
+
+/// Templates and texts, loaded once at start.
+pub struct Pages {
+    env: Environment<'static>,
+    pub i18n: Arc<I18n>,
+}
+
+impl Pages {
+    pub fn load() -> anyhow::Result<Self> {
+        let mut env = Environment::new();
+        // `.html` templates are auto-escaped: user input and upstream text never become markup.
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        Ok(Self {
+            env,
+            i18n: Arc::new(I18n::load()?),
+        })
+    }
+
+    pub fn render(&self, name: &str, tr: &Translator, ctx: Value) -> Result<String, WebError> {
+        let template = self.env.get_template(name)?;
+        let texts = tr.clone();
+        let t = Value::from_function(move |key: String| texts.t(&key));
+        Ok(template.render(context! { lang => tr.lang(), t => t, ..ctx })?)
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(login::root))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", axum::routing::post(login::logout))
+        .route("/setup", get(setup::form).post(setup::submit))
+        .route("/account", get(account::page))
+        .route("/static/gotthard.css", get(stylesheet))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// What every page handler needs about the request: its language, where it came from, and
+/// its cookies.
+pub struct PageContext {
+    pub tr: Translator,
+    pub client: ClientInfo,
+    pub jar: CookieJar,
+}
+
+impl FromRequestParts<AppState> for PageContext {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let tr = translator_for(state, &parts.headers);
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Ok(Self {
+            tr,
+            client: ClientInfo::new(ip, user_agent),
+            jar: CookieJar::from_headers(&parts.headers),
+        })
+    }
+}
+
+fn translator_for(state: &AppState, headers: &HeaderMap) -> Translator {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    state.pages.i18n.negotiate(accept)
+}
+
+/// The signed-in browser: its session, its user, and the session cookie value (the binding of
+/// its CSRF tokens). Pages that need it redirect to `/login` otherwise.
+pub struct SignedIn {
+    pub session: Session,
+    pub user: User,
+    pub cookie: String,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
+        let cookie = jar
+            .get(&name)
+            .map(|c| c.value().to_string())
+            .ok_or(WebError::NotSignedIn)?;
+        let (session, user) = state
+            .sessions
+            .current(&cookie)
+            .await?
+            .ok_or(WebError::NotSignedIn)?;
+        Ok(Self {
+            session,
+            user,
+            cookie,
+        })
+    }
+}
+
+/// Renders the localized page of an error response: for our own [`WebError`]s (marked with
+/// [`ErrorPage`]) and for the plain-text rejections of the framework (404, 405, 408, 413).
+pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Probes and scrapers get the plain answers of `ops`.
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let tr = translator_for(&state, request.headers());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let marked = response.extensions().get::<ErrorPage>().map(|p| p.0);
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    let key = match (marked, plain) {
+        (Some(key), _) => key,
+        (None, true) => key_for_status(status),
+        (None, false) => return response,
+    };
+    let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tr.t("error-internal")
+    } else {
+        tr.t(key)
+    };
+    let ctx = context! {
+        title => tr.t("error-title"),
+        message => message,
+        request_id => status.is_server_error().then_some(request_id).flatten(),
+    };
+    let (mut parts, _) = response.into_parts();
+    let body = state
+        .pages
+        .render("message.html", &tr, ctx)
+        .unwrap_or_else(|_| tr.t(key));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    (parts, Html(body)).into_response()
+}
+
+fn key_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "error-not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "error-method",
+        StatusCode::REQUEST_TIMEOUT => "error-timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "error-too-large",
+        StatusCode::SERVICE_UNAVAILABLE => "error-unavailable",
+        s if s.is_server_error() => "error-internal",
+        _ => "error-bad-request",
+    }
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> WebError {
+    WebError::NotFound
+}
