@@ -94,6 +94,20 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Names the key of a figment error as the config file spells it and as its environment
+/// variable, whichever source it came from.
+fn describe(error: figment::Error) -> String {
+    let path: Vec<String> = error.path.iter().map(|p| p.to_lowercase()).collect();
+    let key = path.join(".");
+    let env = format!("GOTTHARD_{}", path.join("__").to_uppercase());
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    format!("key `{key}` (env {env}){source}: {}", error.kind)
+}
+
 /// A configuration error names the key (and its environment variable) that is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -126,7 +140,11 @@ impl Config {
     pub fn from_overrides(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         for (key, value) in pairs {
-            figment = figment.merge((key.to_string(), value.to_string()));
+            // Parsed like environment values: "1024" is a number, "true" a boolean.
+            let value: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+            figment = figment.merge(figment::providers::Serialized::default(key, value));
         }
         Self::finish(figment)
     }
@@ -145,14 +163,13 @@ impl Config {
         // GOTTHARD_TEST_* belong to the test harness, not to the server.
         let env = env
             .split("__")
-            .filter(|key| !key.as_str().starts_with("test_"));
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
         Self::finish(figment.merge(env))
     }
 
     fn finish(figment: Figment) -> Result<Self, ConfigError> {
         let config: Config = figment.extract().map_err(|e| {
-            // figment's message names the key path and the source (file or env variable).
-            let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            let messages: Vec<String> = e.into_iter().map(describe).collect();
             ConfigError::Parse(messages.join("; "))
         })?;
         config.validate()

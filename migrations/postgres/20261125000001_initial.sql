@@ -3,7 +3,8 @@
 
 CREATE TABLE users (
     id                 UUID PRIMARY KEY,
-    email              TEXT NOT NULL UNIQUE,          -- normalized: trimmed, domain lower-cased
+    email              TEXT NOT NULL,                 -- as given: trimmed, domain lower-cased
+    email_key          TEXT NOT NULL UNIQUE,          -- whole address lower-cased: lookups, uniqueness
     name               TEXT NOT NULL DEFAULT '',
     password_hash      TEXT,                          -- argon2id PHC string; NULL for SSO-only accounts
     is_admin           BOOLEAN NOT NULL DEFAULT FALSE, -- administrator of this Gotthard instance

@@ -13,9 +13,9 @@ pub enum EmailProblem {
     Malformed,
 }
 
-/// Trims the address and lower-cases its domain. The local part keeps its case: RFC 5321
-/// leaves it to the receiving server, and most treat it case-insensitively, but lower-casing
-/// it could merge two real mailboxes.
+/// Trims the address and lower-cases its domain; the local part keeps the spelling the user
+/// gave (it is what mail is sent to). Lookups and uniqueness ignore case on the whole address
+/// (the store's `email_key`), as users expect when they type `Ada@` once and `ada@` later.
 pub fn normalize_email(raw: &str) -> Result<String, EmailProblem> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {

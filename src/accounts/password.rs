@@ -105,11 +105,8 @@ impl PasswordHasher {
         )
         .map_err(|e| HashError::Failed(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_phc: Arc<str> = hash_with(
-            &argon,
-            &crate::tokens::OpaqueToken::generate().as_str().to_string(),
-        )?
-        .into();
+        let dummy_phc: Arc<str> =
+            hash_with(&argon, crate::tokens::OpaqueToken::generate().as_str())?.into();
 
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.queue_limit);
         let waiting = Arc::new(AtomicUsize::new(0));

@@ -20,8 +20,8 @@ const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, name, password_hash, is_admin, \
-     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, password_hash, \
+     is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $backend:expr, $migrator:expr) => {
@@ -56,6 +56,7 @@ macro_rules! sql_store {
                 sqlx::query_as::<_, User>(&sql)
                     .bind(user.id)
                     .bind(&user.email)
+                    .bind(email_key(&user.email))
                     .bind(&user.name)
                     .bind(&user.password_hash)
                     .bind(user.is_admin)
@@ -66,9 +67,9 @@ macro_rules! sql_store {
             }
 
             async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_key = $1");
                 Ok(sqlx::query_as::<_, User>(&sql)
-                    .bind(email)
+                    .bind(email_key(email))
                     .fetch_optional(&self.pool)
                     .await?)
             }
@@ -82,7 +83,7 @@ macro_rules! sql_store {
             }
 
             async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
+                let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email_key");
                 Ok(sqlx::query_as::<_, User>(&sql).fetch_all(&self.pool).await?)
             }
 
@@ -154,7 +155,7 @@ macro_rules! sql_store {
             async fn members_of_org(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
                 let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
                     "SELECT u.id, u.email, u.name, m.role FROM memberships m \
-                     JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
+                     JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email_key",
                 )
                 .bind(org_id)
                 .fetch_all(&self.pool)
@@ -348,6 +349,7 @@ macro_rules! sql_store {
                 let created = sqlx::query_as::<_, User>(&sql)
                     .bind(user.id)
                     .bind(&user.email)
+                    .bind(email_key(&user.email))
                     .bind(&user.name)
                     .bind(&user.password_hash)
                     .bind(user.is_admin)
@@ -363,6 +365,12 @@ macro_rules! sql_store {
             }
         }
     };
+}
+
+/// The form of an address that lookups and the unique index use: two spellings that differ
+/// only in case are one account (as users expect), while `email` keeps the spelling given.
+fn email_key(email: &str) -> String {
+    email.to_lowercase()
 }
 
 /// Binds an activity event to [`INSERT_EVENT`], for either backend.

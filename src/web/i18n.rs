@@ -79,10 +79,9 @@ impl I18n {
 
     #[cfg(test)]
     fn keys(&self, lang: &str) -> Vec<String> {
-        let lang: LanguageIdentifier = lang.parse().unwrap_or_default();
         SOURCES
             .iter()
-            .filter(|(tag, _)| lang.to_string() == *tag)
+            .filter(|(tag, _)| *tag == lang)
             .flat_map(|(_, src)| {
                 src.lines()
                     .filter_map(|l| l.split_once(" =").map(|(k, _)| k.trim().to_string()))

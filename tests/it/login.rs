@@ -1,0 +1,416 @@
+//! Password login, sessions and logout over real HTTP, on every backend.
+
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::support::{PASSWORD, TestApp, databases, set_cookie, text_of};
+
+#[tokio::test]
+async fn right_password_signs_in_with_a_hardened_fresh_session() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("Ada@Example.COM", PASSWORD).await;
+        let client = app.client();
+        // A session id planted before login (fixation) must not survive it.
+        let planted = "A".repeat(43);
+        let _ = client
+            .get(app.url("/login"))
+            .header("cookie", format!("gotthard_session={planted}"))
+            .send()
+            .await
+            .unwrap();
+
+        let response = app.login(&client, " ada@EXAMPLE.com ", PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        assert_eq!(response.headers()["location"], "/account");
+        let cookie = set_cookie(&response, "gotthard_session")
+            .unwrap()
+            .to_string();
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(cookie.contains("Path=/"), "{cookie}");
+        assert!(!cookie.contains("Secure"), "http issuer: no Secure flag");
+        let value = cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("gotthard_session=");
+        assert_eq!(value.len(), 43, "256 random bits, base64url");
+        assert_ne!(value, planted);
+
+        // Only the SHA-256 digest of the cookie is stored.
+        let digests = db.session_digests().await;
+        assert_eq!(digests, vec![Sha256::digest(value.as_bytes()).to_vec()]);
+
+        let account = client.get(app.url("/account")).send().await.unwrap();
+        assert_eq!(account.status(), StatusCode::OK);
+        let html = account.text().await.unwrap();
+        assert_eq!(text_of(&html, "#account-email").unwrap(), "Ada@example.com");
+        assert!(html.contains("login.succeeded"), "activity shows the login");
+
+        // A second login gets a different session id.
+        let second = app.login(&app.client(), "Ada@example.com", PASSWORD).await;
+        let other = set_cookie(&second, "gotthard_session").unwrap();
+        assert!(!other.contains(value));
+        assert_eq!(db.count("sessions").await, 2);
+    }
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_get_the_same_answer() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let user = app.create_user("ada@example.com", PASSWORD).await;
+
+        let wrong = app
+            .login(&app.client(), "ada@example.com", "not-the-password")
+            .await;
+        let wrong_status = wrong.status();
+        let wrong_html = wrong.text().await.unwrap();
+        let unknown = app
+            .login(&app.client(), "nobody@example.com", "not-the-password")
+            .await;
+        let unknown_status = unknown.status();
+        let unknown_html = unknown.text().await.unwrap();
+
+        assert_eq!(wrong_status, StatusCode::UNAUTHORIZED, "{}", db.backend);
+        assert_eq!(unknown_status, wrong_status);
+        let message = text_of(&wrong_html, "#login-error").unwrap();
+        assert_eq!(message, "Wrong e-mail address or password.");
+        assert_eq!(text_of(&unknown_html, "#login-error").unwrap(), message);
+
+        assert_eq!(db.count("sessions").await, 0);
+        let events = app.state.store.recent_events(user.id, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "login.failed");
+        assert!(events[0].details.contains("wrong_password"));
+        assert!(
+            !events[0].details.contains("not-the-password"),
+            "no secrets in events"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_at_once() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let user = app.create_user("ada@example.com", PASSWORD).await;
+        let client = app.client();
+        app.login(&client, "ada@example.com", PASSWORD).await;
+        let stolen = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let session_cookie = db.session_digests().await;
+        assert_eq!(session_cookie.len(), 1);
+
+        // Logout without the CSRF token is refused and ends nothing.
+        let refused = client
+            .post(app.url("/logout"))
+            .form(&[("csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{}", db.backend);
+        assert_eq!(
+            client
+                .get(app.url("/account"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+
+        let csrf = app.csrf_from(&client, "/account").await;
+        let out = client
+            .post(app.url("/logout"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        assert_eq!(out.headers()["location"], "/login");
+        let after = client.get(app.url("/account")).send().await.unwrap();
+        assert_eq!(after.status(), StatusCode::SEE_OTHER);
+        assert_eq!(after.headers()["location"], "/login");
+        let anonymous = stolen.get(app.url("/account")).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+
+        let actions: Vec<_> = app
+            .state
+            .store
+            .recent_events(user.id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["logout", "login.succeeded"]);
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_session_cookie_is_refused_after_logout() {
+    let db = crate::support::sqlite_db();
+    let app = TestApp::start(&db).await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let client = app.client();
+    let response = app.login(&client, "ada@example.com", PASSWORD).await;
+    let cookie = set_cookie(&response, "gotthard_session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = app.csrf_from(&client, "/account").await;
+    client
+        .post(app.url("/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/account"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let client = app.client();
+        let csrf = app.csrf_from(&client, "/login").await;
+        let events_before = db.count("activity_events").await;
+
+        let post = |body: Vec<u8>, content_type: &'static str| {
+            client
+                .post(app.url("/login"))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+        };
+        let form = "application/x-www-form-urlencoded";
+
+        // Raw bytes that are not UTF-8.
+        let mut body = format!("csrf={csrf}&email=ada%40example.com&password=").into_bytes();
+        body.extend_from_slice(&[0xff, 0xfe, 0xfd]);
+        let r = post(body, form).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{}", db.backend);
+        assert_eq!(
+            text_of(&r.text().await.unwrap(), "#message").unwrap(),
+            "The form was not sent as valid UTF-8 text."
+        );
+
+        // Percent-encoded bytes that are not UTF-8.
+        let body = format!("csrf={csrf}&email=ada%40example.com&password=%FF%FE");
+        let r = post(body.into_bytes(), form).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+        // A 2 MB body.
+        let body = format!(
+            "csrf={csrf}&email=ada%40example.com&password={}",
+            "x".repeat(2 << 20)
+        );
+        let r = post(body.into_bytes(), form).await.unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            text_of(&r.text().await.unwrap(), "#message").unwrap(),
+            "The request is too large."
+        );
+
+        // A missing field.
+        let r = post(
+            format!("csrf={csrf}&email=ada%40example.com").into_bytes(),
+            form,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            text_of(&r.text().await.unwrap(), "#message")
+                .unwrap()
+                .contains("incomplete or malformed")
+        );
+
+        // A 10 000-character e-mail.
+        let body = format!(
+            "csrf={csrf}&email={}%40example.com&password=x",
+            "a".repeat(10_000)
+        );
+        let r = post(body.into_bytes(), form).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            text_of(&r.text().await.unwrap(), "#login-error").unwrap(),
+            "This e-mail address is too long."
+        );
+
+        // Not a form at all.
+        let r = post(b"{\"email\":\"x\"}".to_vec(), "application/json")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        // A missing or forged CSRF token, even with the right password.
+        let r = post(
+            b"email=ada%40example.com&password=granite-otter-lantern".to_vec(),
+            form,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(
+            text_of(&r.text().await.unwrap(), "#message")
+                .unwrap()
+                .contains("form has expired")
+        );
+        let other = app.client();
+        let foreign = app.csrf_from(&other, "/login").await;
+        let body = format!("csrf={foreign}&email=ada%40example.com&password={PASSWORD}");
+        let r = post(body.into_bytes(), form).await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "a token of another browser"
+        );
+
+        assert_eq!(db.count("sessions").await, 0, "{}", db.backend);
+        assert_eq!(db.count("activity_events").await, events_before);
+    }
+}
+
+#[tokio::test]
+async fn a_changed_argon2_parameter_rehashes_at_the_next_login() {
+    for db in databases().await {
+        let before = {
+            let app = TestApp::start(&db).await;
+            app.create_user("ada@example.com", PASSWORD).await;
+            db.password_hash("ada@example.com").await
+        };
+        assert!(
+            before.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{before}"
+        );
+
+        let app = TestApp::start_with(&db, &[("password.memory_kib", "24576")]).await;
+        let wrong = app
+            .login(&app.client(), "ada@example.com", "wrong-password!")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            db.password_hash("ada@example.com").await,
+            before,
+            "no rehash on failure"
+        );
+
+        let ok = app.login(&app.client(), "ada@example.com", PASSWORD).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        let after = db.password_hash("ada@example.com").await;
+        assert!(
+            after.starts_with("$argon2id$v=19$m=24576,t=2,p=1$"),
+            "{after}"
+        );
+        // And the new hash still verifies.
+        let again = app.login(&app.client(), "ada@example.com", PASSWORD).await;
+        assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
+async fn pages_speak_the_browsers_language() {
+    let db = crate::support::sqlite_db();
+    let app = TestApp::start(&db).await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    for (lang, title, error) in [
+        (
+            "es-ES,es;q=0.9",
+            "Iniciar sesión",
+            "Correo electrónico o contraseña incorrectos.",
+        ),
+        (
+            "fr-CH, fr;q=0.9",
+            "Connexion",
+            "Adresse e-mail ou mot de passe incorrect.",
+        ),
+        ("de-DE", "Sign in", "Wrong e-mail address or password."),
+    ] {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(
+                [(reqwest::header::ACCEPT_LANGUAGE, lang.parse().unwrap())]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .unwrap();
+        let html = client
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text_of(&html, "h1").unwrap(), title, "{lang}");
+        let failed = app
+            .login(&client, "ada@example.com", "wrong-password!")
+            .await;
+        let html = failed.text().await.unwrap();
+        assert_eq!(text_of(&html, "#login-error").unwrap(), error, "{lang}");
+    }
+}
+
+#[tokio::test]
+async fn https_issuer_gets_host_prefixed_secure_cookies_and_hsts() {
+    let db = crate::support::sqlite_db();
+    let app = TestApp::start_with(&db, &[("issuer", "https://login.example.com")]).await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/login")).send().await.unwrap();
+    assert!(
+        page.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    let csrf_cookie = set_cookie(&page, "__Host-gotthard_csrf")
+        .unwrap()
+        .to_string();
+    assert!(csrf_cookie.contains("Secure") && csrf_cookie.contains("Path=/"));
+    let csrf = crate::support::hidden_field(&page.text().await.unwrap(), "csrf");
+    // Over plain http a browser would not send a Secure cookie back; send it by hand.
+    let jar_value = csrf_cookie.split(';').next().unwrap().to_string();
+    let response = client
+        .post(app.url("/login"))
+        .header("cookie", jar_value)
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let session = set_cookie(&response, "__Host-gotthard_session").unwrap();
+    assert!(
+        session.contains("Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Domain="),
+        "__Host- cookies have no Domain"
+    );
+}

@@ -1,0 +1,9 @@
+//! Gotthard's integration tests: one binary, real server, real databases, real browser.
+
+mod browser;
+mod cli;
+mod login;
+mod ops;
+mod setup;
+mod store;
+mod support;

@@ -1,0 +1,262 @@
+//! The test harness: databases per test on each backend, and a `TestApp` that runs the real
+//! server on an ephemeral loopback port.
+
+use gotthard::AppState;
+use gotthard::config::Config;
+use reqwest::redirect::Policy;
+use tokio::sync::oneshot;
+
+/// Whether a missing backend or tool must fail the run instead of being skipped.
+pub fn require_all() -> bool {
+    std::env::var("GOTTHARD_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// A fresh, empty database on one backend; SQLite files live in the test's temp folder.
+pub struct TestDb {
+    pub backend: &'static str,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// One fresh database per available backend: SQLite always, PostgreSQL when
+/// `TEST_DATABASE_URL` is set (or required by `GOTTHARD_TEST_REQUIRE_ALL=1`).
+pub async fn databases() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite_db()];
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => dbs.push(postgres_db(&admin_url).await),
+        _ if require_all() => {
+            panic!("GOTTHARD_TEST_REQUIRE_ALL=1 but TEST_DATABASE_URL is not set")
+        }
+        _ => eprintln!("note: TEST_DATABASE_URL unset, PostgreSQL tests skipped"),
+    }
+    dbs
+}
+
+pub fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("gotthard.db").display());
+    TestDb {
+        backend: "sqlite",
+        url,
+        dir,
+    }
+}
+
+/// Creates `gotthard_test_<uuid>` on the server of `admin_url` and returns its URL.
+pub async fn postgres_db(admin_url: &str) -> TestDb {
+    use sqlx::Connection;
+    let name = format!("gotthard_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    TestDb {
+        backend: "postgres",
+        url: url.to_string(),
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl TestDb {
+    /// Counts rows of a table directly in SQL, to prove that nothing was written.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        if self.backend == "sqlite" {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+
+    /// The stored password hash of a user, read directly.
+    pub async fn password_hash(&self, email: &str) -> String {
+        let sql = "SELECT password_hash FROM users WHERE email = $1";
+        let (hash,): (String,) = if self.backend == "sqlite" {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql)
+                .bind(email)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql)
+                .bind(email)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        hash
+    }
+
+    /// The stored session digests, read directly.
+    pub async fn session_digests(&self) -> Vec<Vec<u8>> {
+        let sql = "SELECT token_hash FROM sessions";
+        let rows: Vec<(Vec<u8>,)> = if self.backend == "sqlite" {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        };
+        rows.into_iter().map(|(d,)| d).collect()
+    }
+}
+
+/// Test configuration for `db`: its URL, folders under its temp dir, and extra overrides.
+pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config {
+    let data = db.dir.path().join("data");
+    let keys = db.dir.path().join("keys");
+    let data = data.to_str().unwrap();
+    let keys = keys.to_str().unwrap();
+    let mut pairs = vec![
+        ("issuer", issuer),
+        ("data_dir", data),
+        ("keys.dir", keys),
+        ("database.url", db.url.as_str()),
+        ("database.max_connections", "5"),
+        ("password.hash_threads", "2"),
+    ];
+    pairs.extend_from_slice(extra);
+    Config::from_overrides(&pairs).unwrap()
+}
+
+/// The real server on `127.0.0.1:<ephemeral>`, stopped when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn start(db: &TestDb) -> TestApp {
+        Self::start_with(db, &[]).await
+    }
+
+    pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let issuer = extra
+            .iter()
+            .find(|(k, _)| *k == "issuer")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| base.clone());
+        let config = test_config(db, &issuer, extra);
+        let state = AppState::open(config, 2).await.unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            gotthard::serve(served, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            base,
+            state,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A browser-like client: keeps cookies, does not follow redirects.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn create_user(&self, email: &str, password: &str) -> gotthard::accounts::User {
+        self.state
+            .accounts
+            .create_user(email, "Test User", password, false, self.state.clock.now())
+            .await
+            .unwrap()
+    }
+
+    /// GETs a page and returns the value of its hidden `csrf` field.
+    pub async fn csrf_from(&self, client: &reqwest::Client, path: &str) -> String {
+        let html = client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        hidden_field(&html, "csrf")
+    }
+
+    /// Signs in through the login form; returns the response to the POST.
+    pub async fn login(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let csrf = self.csrf_from(client, "/login").await;
+        client
+            .post(self.url("/login"))
+            .form(&[("email", email), ("password", password), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(&format!("input[name=\"{name}\"]")).unwrap();
+    doc.select(&selector)
+        .next()
+        .and_then(|e| e.value().attr("value"))
+        .unwrap_or_else(|| panic!("no field {name} in page:\n{html}"))
+        .to_string()
+}
+
+/// The text of the first element matching `css`, if any.
+pub fn text_of(html: &str, css: &str) -> Option<String> {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(css).unwrap();
+    doc.select(&selector)
+        .next()
+        .map(|e| e.text().collect::<String>().trim().to_string())
+}
+
+/// The `Set-Cookie` header that sets cookie `name`.
+pub fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+pub const PASSWORD: &str = "granite-otter-lantern";
