@@ -206,8 +206,8 @@ fn configuration_errors_name_the_key() {
     assert!(stderr(&from_file).contains("bnd"), "{}", stderr(&from_file));
 }
 
-#[test]
-fn serve_prints_the_setup_link_and_drains_on_sigterm() {
+#[tokio::test]
+async fn serve_prints_the_setup_link_and_drains_on_sigterm() {
     let db = crate::support::sqlite_db();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -215,12 +215,13 @@ fn serve_prints_the_setup_link_and_drains_on_sigterm() {
         .unwrap()
         .port();
     let bind = format!("127.0.0.1:{port}");
+    let base = format!("http://{bind}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gotthard"))
         .args(["serve", "--log-format", "json"])
         .env("GOTTHARD_DATA_DIR", db.dir.path().join("data"))
         .env("GOTTHARD_KEYS__DIR", db.dir.path().join("keys"))
         .env("GOTTHARD_HTTP__BIND", &bind)
-        .env("GOTTHARD_ISSUER", format!("http://{bind}"))
+        .env("GOTTHARD_ISSUER", &base)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -234,28 +235,43 @@ fn serve_prints_the_setup_link_and_drains_on_sigterm() {
         printed.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(
-        printed.contains(&format!("http://{bind}/setup?token=")),
+        printed.contains(&format!("{base}/setup?token=")),
         "{printed}"
     );
 
-    // A login in flight when SIGTERM arrives still gets its answer.
-    let mut conn = std::net::TcpStream::connect(&bind).unwrap();
-    let body = "email=a%40b.c&password=whatever&csrf=x";
-    write!(
-        conn,
-        "POST /login HTTP/1.1\r\nhost: {bind}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // A login in flight (argon2 running) when SIGTERM arrives still gets its answer.
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/login")).send().await.unwrap();
+    let csrf = crate::support::hidden_field(&page.text().await.unwrap(), "csrf");
+    let login = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/login");
+        async move {
+            client
+                .post(url)
+                .form(&[
+                    ("email", "a@b.c"),
+                    ("password", "whatever-it-is"),
+                    ("csrf", &csrf),
+                ])
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert_eq!(
+        login.await.unwrap().unwrap(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
     let mut logs = String::new();
@@ -270,4 +286,5 @@ fn serve_prints_the_setup_link_and_drains_on_sigterm() {
         serde_json::from_str::<serde_json::Value>(first).is_ok(),
         "JSON logs: {first}"
     );
+    assert!(logs.contains("shutting down"), "{logs}");
 }
