@@ -53,14 +53,7 @@ macro_rules! sql_store {
 
             async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
                 let sql = format!("{INSERT_USER} RETURNING {USER_COLUMNS}");
-                sqlx::query_as::<_, User>(&sql)
-                    .bind(user.id)
-                    .bind(&user.email)
-                    .bind(email_key(&user.email))
-                    .bind(&user.name)
-                    .bind(&user.password_hash)
-                    .bind(user.is_admin)
-                    .bind(user.created_at)
+                bind_user(sqlx::query_as::<_, User>(&sql), user)
                     .fetch_one(&self.pool)
                     .await
                     .map_err(StoreError::from_write)
@@ -346,14 +339,7 @@ macro_rules! sql_store {
                     return Err(StoreError::TokenUnusable);
                 }
                 let sql = format!("{INSERT_USER} RETURNING {USER_COLUMNS}");
-                let created = sqlx::query_as::<_, User>(&sql)
-                    .bind(user.id)
-                    .bind(&user.email)
-                    .bind(email_key(&user.email))
-                    .bind(&user.name)
-                    .bind(&user.password_hash)
-                    .bind(user.is_admin)
-                    .bind(user.created_at)
+                let created = bind_user(sqlx::query_as::<_, User>(&sql), user)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(StoreError::from_write)?;
@@ -371,6 +357,30 @@ macro_rules! sql_store {
 /// only in case are one account (as users expect), while `email` keeps the spelling given.
 fn email_key(email: &str) -> String {
     email.to_lowercase()
+}
+
+/// Binds a new user to [`INSERT_USER`], for either backend.
+fn bind_user<'q, DB>(
+    query: sqlx::query::QueryAs<'q, DB, User, <DB as sqlx::Database>::Arguments<'q>>,
+    user: &'q NewUser,
+) -> sqlx::query::QueryAs<'q, DB, User, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    time::OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(user.id)
+        .bind(user.email.as_str())
+        .bind(email_key(&user.email))
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_deref())
+        .bind(user.is_admin)
+        .bind(user.created_at)
 }
 
 /// Binds an activity event to [`INSERT_EVENT`], for either backend.

@@ -108,87 +108,22 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
 
     // The setup link: choose e-mail and password.
     b.goto(&link).await.unwrap();
-    b.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys("root@example.com")
-        .await
-        .unwrap();
-    b.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Root")
-        .await
-        .unwrap();
-    b.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    b.find(Locator::Id("password_repeat"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    b.find(Locator::Id("setup-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Id("account-email"))
-        .await
-        .unwrap();
+    type_into(&b, "email", "root@example.com").await;
+    type_into(&b, "name", "Root").await;
+    type_into(&b, "password", PASSWORD).await;
+    type_into(&b, "password_repeat", PASSWORD).await;
+    submit_and_wait(&b, "setup-submit", "account-email").await;
     assert_eq!(b.current_url().await.unwrap().path(), "/account");
-    let email = b
-        .find(Locator::Id("account-email"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(email, "root@example.com");
+    assert_eq!(text(&b, "account-email").await, "root@example.com");
 
     // Sign out, then a wrong password, then the right one.
-    b.find(Locator::Id("logout-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Id("login-submit"))
-        .await
-        .unwrap();
+    submit_and_wait(&b, "logout-submit", "login-submit").await;
     assert_eq!(b.current_url().await.unwrap().path(), "/login");
-    b.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys("root@example.com")
-        .await
-        .unwrap();
-    b.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("not-my-password")
-        .await
-        .unwrap();
-    b.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let error = b
-        .wait()
-        .for_element(Locator::Id("login-error"))
-        .await
-        .unwrap();
+    type_into(&b, "email", "root@example.com").await;
+    type_into(&b, "password", "not-my-password").await;
+    submit_and_wait(&b, "login-submit", "login-error").await;
     assert_eq!(
-        error.text().await.unwrap(),
+        text(&b, "login-error").await,
         "Wrong e-mail address or password."
     );
     // The address is kept; the password is not.
@@ -200,22 +135,8 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
         .await
         .unwrap();
     assert_eq!(kept.as_deref(), Some("root@example.com"));
-    b.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    b.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Id("account-email"))
-        .await
-        .unwrap();
+    type_into(&b, "password", PASSWORD).await;
+    submit_and_wait(&b, "login-submit", "account-email").await;
     assert_eq!(b.current_url().await.unwrap().path(), "/account");
 
     // The strict CSP did not block the page's own stylesheet.
@@ -231,4 +152,24 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
     let cookies = b.execute("return document.cookie", vec![]).await.unwrap();
     assert!(!cookies.as_str().unwrap_or("").contains("gotthard_session"));
     b.close().await.unwrap();
+}
+
+async fn type_into(b: &fantoccini::Client, id: &str, keys: &str) {
+    let field = b.find(Locator::Id(id)).await.unwrap();
+    field.send_keys(keys).await.unwrap();
+}
+
+/// Clicks the button `id` and waits for the element `then` of the next page.
+async fn submit_and_wait(b: &fantoccini::Client, id: &str, then: &str) {
+    b.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Locator::Id(then)).await.unwrap();
+}
+
+async fn text(b: &fantoccini::Client, id: &str) -> String {
+    b.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
 }

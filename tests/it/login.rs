@@ -414,3 +414,48 @@ async fn https_issuer_gets_host_prefixed_secure_cookies_and_hsts() {
         "__Host- cookies have no Domain"
     );
 }
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after_not_a_pile_up() {
+    let db = crate::support::sqlite_db();
+    let app = TestApp::start_with(
+        &db,
+        &[
+            ("password.hash_threads", "1"),
+            ("password.queue_limit", "1"),
+        ],
+    )
+    .await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let client = app.client();
+    let csrf = app.csrf_from(&client, "/login").await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let request = client.post(app.url("/login")).form(&[
+            ("email", "ada@example.com"),
+            ("password", "wrong-password!"),
+            ("csrf", &csrf),
+        ]);
+        attempts.spawn(request.send());
+    }
+    let mut refused = 0;
+    let mut checked = 0;
+    while let Some(response) = attempts.join_next().await {
+        let response = response.unwrap().unwrap();
+        match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(response.headers()["retry-after"], "2");
+                refused += 1;
+            }
+            StatusCode::UNAUTHORIZED => checked += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused > 0, "a bounded queue refuses the excess");
+    assert!(checked > 0, "and still checks what fits");
+    assert_eq!(
+        db.count("activity_events").await,
+        checked,
+        "one event per checked attempt"
+    );
+}
