@@ -25,6 +25,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub smtp: SmtpConfig,
     pub password: PasswordConfig,
+    pub sessions: SessionsConfig,
     pub setup: SetupConfig,
     pub log: LogConfig,
 }
@@ -72,6 +73,15 @@ pub struct PasswordConfig {
     pub min_length: usize,
     pub hash_threads: usize,
     pub queue_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    pub idle_timeout_minutes: i64,
+    pub absolute_lifetime_hours: i64,
+    pub touch_interval_secs: i64,
+    pub prune_interval_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +293,35 @@ impl Config {
                 "http.body_limit_bytes",
                 "GOTTHARD_HTTP__BODY_LIMIT_BYTES",
                 "must be at least 1024",
+            ));
+        }
+        let sessions = &self.sessions;
+        if sessions.idle_timeout_minutes < 1 {
+            return Err(invalid(
+                "sessions.idle_timeout_minutes",
+                "GOTTHARD_SESSIONS__IDLE_TIMEOUT_MINUTES",
+                "must be at least 1",
+            ));
+        }
+        if sessions.absolute_lifetime_hours < 1 {
+            return Err(invalid(
+                "sessions.absolute_lifetime_hours",
+                "GOTTHARD_SESSIONS__ABSOLUTE_LIFETIME_HOURS",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&sessions.touch_interval_secs) {
+            return Err(invalid(
+                "sessions.touch_interval_secs",
+                "GOTTHARD_SESSIONS__TOUCH_INTERVAL_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
+        if sessions.prune_interval_minutes < 1 {
+            return Err(invalid(
+                "sessions.prune_interval_minutes",
+                "GOTTHARD_SESSIONS__PRUNE_INTERVAL_MINUTES",
+                "must be at least 1",
             ));
         }
         if !(1..=24 * 60).contains(&self.setup.link_ttl_minutes) {

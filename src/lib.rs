@@ -4,6 +4,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod accounts;
+pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -36,7 +37,7 @@ use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::ops::Metrics;
 use crate::orgs::Orgs;
-use crate::sessions::Sessions;
+use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::tokens::Keyring;
 use crate::web::Pages;
@@ -80,7 +81,16 @@ impl AppState {
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
         Ok(Self {
-            sessions: Sessions::new(store.clone()),
+            sessions: Sessions::new(
+                store.clone(),
+                SessionPolicy {
+                    idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
+                    absolute_lifetime: time::Duration::hours(
+                        config.sessions.absolute_lifetime_hours,
+                    ),
+                    touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
+                },
+            ),
             orgs: Orgs::new(store.clone()),
             first_start,
             accounts,
@@ -130,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(web::routes())
         .merge(ops::routes())
+        .nest("/api/v1", api::routes())
         .fallback(web::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -182,13 +193,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let pruner = tokio::spawn(prune_sessions(state.clone()));
     let app = router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    pruner.abort();
+    served
+}
+
+/// Background task: deletes ended and expired sessions every `sessions.prune_interval_minutes`.
+async fn prune_sessions(state: AppState) {
+    let every = Duration::from_secs(state.config.sessions.prune_interval_minutes * 60);
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        match state.sessions.prune(state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
+            Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

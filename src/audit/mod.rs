@@ -29,6 +29,7 @@ pub enum Action {
     LoginSucceeded,
     LoginFailed,
     Logout,
+    SessionEnded,
 }
 
 impl Action {
@@ -38,6 +39,7 @@ impl Action {
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::Logout => "logout",
+            Action::SessionEnded => "session.ended",
         }
     }
 }

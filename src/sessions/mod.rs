@@ -1,4 +1,7 @@
-//! Browser sessions: started at sign-in, found by the digest of their cookie, ended at logout.
+//! Browser sessions: started at sign-in, found by the digest of their cookie, listed for
+//! their owner, ended by logout, by the owner from another device, or by expiry.
+
+mod device;
 
 use std::sync::Arc;
 
@@ -9,6 +12,8 @@ use crate::accounts::User;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 use crate::tokens::{OpaqueToken, TokenDigest};
+
+pub use device::DeviceLabel;
 
 /// How the user signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +55,55 @@ pub struct NewSession {
     pub created_at: OffsetDateTime,
 }
 
+/// How long sessions live; a pure decision over a session and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle_timeout: time::Duration,
+    pub absolute_lifetime: time::Duration,
+    pub touch_interval: time::Duration,
+}
+
+impl SessionPolicy {
+    pub fn is_expired(&self, session: &Session, now: OffsetDateTime) -> bool {
+        now - session.last_seen_at >= self.idle_timeout
+            || now - session.created_at >= self.absolute_lifetime
+    }
+
+    fn needs_touch(&self, session: &Session, now: OffsetDateTime) -> bool {
+        now - session.last_seen_at >= self.touch_interval
+    }
+}
+
+/// Who ended a session, as the activity log tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The owner, from this or another of their devices.
+    Owner,
+    /// Nobody: it expired.
+    Expiry,
+}
+
+impl EndedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Owner => "owner",
+            EndedBy::Expiry => "expiry",
+        }
+    }
+}
+
+/// Sessions deleted per pruning batch.
+const PRUNE_BATCH: i64 = 500;
+
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn Store>,
+    policy: SessionPolicy,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, policy: SessionPolicy) -> Self {
+        Self { store, policy }
     }
 
     /// Starts a session with a fresh random id (never one the browser brought: no fixation)
@@ -91,16 +137,89 @@ impl Sessions {
         Ok((token, session.id))
     }
 
-    /// The signed-in session and user for a cookie value, if it is valid and not ended.
-    pub async fn current(&self, cookie: &str) -> Result<Option<(Session, User)>, StoreError> {
+    /// The signed-in session and user for a cookie value, if it is valid, not ended and not
+    /// expired. An expired session is ended on the spot; "last seen" is written at most once
+    /// per touch interval.
+    pub async fn current(
+        &self,
+        cookie: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Session, User)>, StoreError> {
         let Some(token) = OpaqueToken::from_client(cookie) else {
             return Ok(None);
         };
-        let Some(session) = self.store.session_by_digest(&token.digest()).await? else {
+        let Some(mut session) = self.store.session_by_digest(&token.digest()).await? else {
             return Ok(None);
         };
+        if self.policy.is_expired(&session, now) {
+            self.end(session.user_id, session.id, EndedBy::Expiry, client, now)
+                .await?;
+            return Ok(None);
+        }
+        if self.policy.needs_touch(&session, now) {
+            let stale_before = now - self.policy.touch_interval;
+            self.store
+                .touch_session(session.id, &client.ip, now, stale_before)
+                .await?;
+            session.last_seen_at = now;
+            session.ip = client.ip.clone();
+        }
         let user = self.store.user_by_id(session.user_id).await?;
         Ok(user.map(|user| (session, user)))
+    }
+
+    /// The owner's active sessions, newest first.
+    pub async fn list(
+        &self,
+        user_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = self.store.sessions_of_user(user_id).await?;
+        sessions.retain(|s| !self.policy.is_expired(s, now));
+        Ok(sessions)
+    }
+
+    /// Ends one of `user_id`'s sessions; `false` when they have no such active session (an id
+    /// of another user's session is not touched). Its cookie is refused from the next request.
+    pub async fn end(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        by: EndedBy,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let event = ActivityEvent::new(
+            Some(user_id),
+            Action::SessionEnded,
+            client,
+            serde_json::json!({ "session_id": session_id, "by": by.as_str() }),
+            now,
+        );
+        self.store
+            .end_session(user_id, session_id, by.as_str(), &event)
+            .await
+    }
+
+    /// Ends every session of the user except `keep` (the one making the request).
+    pub async fn end_others(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let event = ActivityEvent::new(
+            Some(user_id),
+            Action::SessionEnded,
+            client,
+            serde_json::json!({ "all_except": keep, "by": EndedBy::Owner.as_str() }),
+            now,
+        );
+        self.store
+            .end_other_sessions(user_id, keep, EndedBy::Owner.as_str(), &event)
+            .await
     }
 
     /// Ends a session at logout; `false` when it had already ended.
@@ -117,6 +236,26 @@ impl Sessions {
             serde_json::json!({ "session_id": session.id }),
             now,
         );
-        self.store.end_session(session.id, "logout", &event).await
+        self.store
+            .end_session(session.user_id, session.id, "logout", &event)
+            .await
+    }
+
+    /// Deletes ended and expired sessions, in small batches; returns how many.
+    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let idle_before = now - self.policy.idle_timeout;
+        let started_before = now - self.policy.absolute_lifetime;
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .store
+                .prune_sessions(idle_before, started_before, PRUNE_BATCH)
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -88,13 +88,41 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The active (not ended) session whose cookie has this digest.
     async fn session_by_digest(&self, digest: &TokenDigest) -> Result<Option<Session>, StoreError>;
-    /// Ends a session; `false` when it was already ended. The event is written with it.
+    /// Ends one session of `user_id`; `false` when there is no such active session of theirs
+    /// (another user's id touches nothing). The event is written with it.
     async fn end_session(
         &self,
+        user_id: Uuid,
         session_id: Uuid,
         reason: &str,
         event: &ActivityEvent,
     ) -> Result<bool, StoreError>;
+    /// Ends every active session of `user_id` but `keep`; returns how many. One event for all.
+    async fn end_other_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        reason: &str,
+        event: &ActivityEvent,
+    ) -> Result<u64, StoreError>;
+    /// Writes "last seen" (and the address) unless it was written after `stale_before`.
+    async fn touch_session(
+        &self,
+        session_id: Uuid,
+        ip: &str,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The active sessions of a user, newest first.
+    async fn sessions_of_user(&self, user_id: Uuid) -> Result<Vec<Session>, StoreError>;
+    /// Deletes up to `limit` sessions that ended, or were idle since before `idle_before`, or
+    /// started before `started_before`; returns how many.
+    async fn prune_sessions(
+        &self,
+        idle_before: OffsetDateTime,
+        started_before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
 
     // Activity.
     async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError>;

@@ -228,6 +228,7 @@ macro_rules! sql_store {
 
             async fn end_session(
                 &self,
+                user_id: Uuid,
                 session_id: Uuid,
                 reason: &str,
                 event: &ActivityEvent,
@@ -235,11 +236,12 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 let ended = sqlx::query(
                     "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
-                     WHERE id = $3 AND ended_at IS NULL",
+                     WHERE id = $3 AND user_id = $4 AND ended_at IS NULL",
                 )
                 .bind(event.created_at)
                 .bind(reason)
                 .bind(session_id)
+                .bind(user_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -251,6 +253,85 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(ended)
+            }
+
+            async fn end_other_sessions(
+                &self,
+                user_id: Uuid,
+                keep: Uuid,
+                reason: &str,
+                event: &ActivityEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
+                     WHERE user_id = $3 AND id <> $4 AND ended_at IS NULL",
+                )
+                .bind(event.created_at)
+                .bind(reason)
+                .bind(user_id)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if ended > 0 {
+                    bind_event(sqlx::query(INSERT_EVENT), event)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
+            }
+
+            async fn touch_session(
+                &self,
+                session_id: Uuid,
+                ip: &str,
+                now: time::OffsetDateTime,
+                stale_before: time::OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE sessions SET last_seen_at = $1, ip = $2 \
+                     WHERE id = $3 AND last_seen_at <= $4 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(ip)
+                .bind(session_id)
+                .bind(stale_before)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn sessions_of_user(&self, user_id: Uuid) -> Result<Vec<Session>, StoreError> {
+                Ok(sqlx::query_as::<_, Session>(
+                    "SELECT id, user_id, method, sso_org_id, ip, user_agent, created_at, \
+                     last_seen_at FROM sessions WHERE user_id = $1 AND ended_at IS NULL \
+                     ORDER BY created_at DESC, id DESC",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn prune_sessions(
+                &self,
+                idle_before: time::OffsetDateTime,
+                started_before: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                // A bounded batch, so that pruning never holds the table for long.
+                Ok(sqlx::query(
+                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                     WHERE ended_at IS NOT NULL OR last_seen_at < $1 OR created_at < $2 \
+                     LIMIT $3)",
+                )
+                .bind(idle_before)
+                .bind(started_before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
             }
 
             async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError> {

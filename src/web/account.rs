@@ -1,13 +1,16 @@
-//! `GET /account`: who is signed in (a minimal page until the account area grows).
+//! The account pages: `/account` (who is signed in) and `/account/sessions` (account access).
 
-use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
+use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
-use super::{PageContext, SignedIn, csrf};
+use super::{HtmlForm, PageContext, SignedIn, csrf};
 use crate::AppState;
 use crate::error::WebError;
+use crate::sessions::{DeviceLabel, EndedBy};
 
 /// Events shown on the page; the full, filterable log has its own page.
 const RECENT_EVENTS: i64 = 10;
@@ -72,4 +75,127 @@ pub async fn page(
         },
     )?;
     Ok((jar, Html(html)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SessionsNotice {
+    ended: Option<String>,
+    count: Option<u64>,
+}
+
+/// `GET /account/sessions`: "Account access", every device signed in, this one marked.
+pub async fn sessions(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Query(notice): Query<SessionsNotice>,
+) -> Result<Response, WebError> {
+    let tr = &page.tr;
+    let list = state
+        .sessions
+        .list(signed_in.user.id, state.clock.now())
+        .await?;
+    let others = list.iter().any(|s| s.id != signed_in.session.id);
+    let sessions: Vec<_> = list
+        .iter()
+        .map(|s| {
+            let device = DeviceLabel::from_user_agent(&s.user_agent);
+            context! {
+                id => s.id.to_string(),
+                current => s.id == signed_in.session.id,
+                device => format!("{} · {}", device.summary(), device.category),
+                details => tr.t_with("sessions-details", &[
+                    ("ip", s.ip.clone()),
+                    ("method", s.method.clone()),
+                    ("created", s.created_at.format(&Rfc3339).unwrap_or_default()),
+                    ("seen", s.last_seen_at.format(&Rfc3339).unwrap_or_default()),
+                ]),
+            }
+        })
+        .collect();
+    let notice = match (notice.ended.as_deref(), notice.count) {
+        (Some("one"), _) => Some(tr.t("sessions-ended-one")),
+        (Some("others"), Some(n)) => {
+            Some(tr.t_with("sessions-ended-others", &[("count", n.to_string())]))
+        }
+        _ => None,
+    };
+    let (jar, token) = csrf::issue(
+        &state.keyring,
+        page.jar.clone(),
+        state.config.is_https(),
+        &signed_in.cookie,
+    );
+    let html = state.pages.render(
+        "sessions.html",
+        tr,
+        context! { sessions, others, notice, csrf => token },
+    )?;
+    Ok((jar, Html(html)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /account/sessions/{id}/end`: signs one device out. Not one of yours: 404.
+pub async fn end_session(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    HtmlForm(form): HtmlForm<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let https = state.config.is_https();
+    csrf::verify(
+        &state.keyring,
+        &page.jar,
+        https,
+        &signed_in.cookie,
+        &form.csrf,
+    )?;
+    let id: Uuid = id.parse().map_err(|_| WebError::NotFound)?;
+    let ended = state
+        .sessions
+        .end(
+            signed_in.user.id,
+            id,
+            EndedBy::Owner,
+            &page.client,
+            state.clock.now(),
+        )
+        .await?;
+    if !ended {
+        return Err(WebError::NotFound);
+    }
+    Ok(Redirect::to("/account/sessions?ended=one").into_response())
+}
+
+/// `POST /account/sessions/end-others`: signs out every device but this one.
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    HtmlForm(form): HtmlForm<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let https = state.config.is_https();
+    csrf::verify(
+        &state.keyring,
+        &page.jar,
+        https,
+        &signed_in.cookie,
+        &form.csrf,
+    )?;
+    let count = state
+        .sessions
+        .end_others(
+            signed_in.user.id,
+            signed_in.session.id,
+            &page.client,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(Redirect::to(&format!("/account/sessions?ended=others&count={count}")).into_response())
 }

@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("setup.html", include_str!("templates/setup.html")),
     ("account.html", include_str!("templates/account.html")),
+    ("sessions.html", include_str!("templates/sessions.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
@@ -75,6 +76,15 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", axum::routing::post(login::logout))
         .route("/setup", get(setup::form).post(setup::submit))
         .route("/account", get(account::page))
+        .route("/account/sessions", get(account::sessions))
+        .route(
+            "/account/sessions/end-others",
+            axum::routing::post(account::end_other_sessions),
+        )
+        .route(
+            "/account/sessions/{id}/end",
+            axum::routing::post(account::end_session),
+        )
         .route("/static/gotthard.css", get(stylesheet))
 }
 
@@ -101,23 +111,28 @@ impl FromRequestParts<AppState> for PageContext {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        let tr = translator_for(state, &parts.headers);
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_string());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         Ok(Self {
-            tr,
-            client: ClientInfo::new(ip, user_agent),
+            tr: translator_for(state, &parts.headers),
+            client: client_info(parts),
             jar: CookieJar::from_headers(&parts.headers),
         })
     }
+}
+
+/// The peer address and User-Agent of a request. (Proxy headers are not trusted yet: that
+/// comes with the configured list of trusted proxies.)
+pub fn client_info(parts: &Parts) -> ClientInfo {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ClientInfo::new(ip, user_agent)
 }
 
 fn translator_for(state: &AppState, headers: &HeaderMap) -> Translator {
@@ -135,26 +150,34 @@ pub struct SignedIn {
     pub cookie: String,
 }
 
+impl SignedIn {
+    /// The session of the request's cookie, if any; shared by pages and the API.
+    pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Option<Self>, WebError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
+        let Some(cookie) = jar.get(&name).map(|c| c.value().to_string()) else {
+            return Ok(None);
+        };
+        let client = client_info(parts);
+        let found = state
+            .sessions
+            .current(&cookie, &client, state.clock.now())
+            .await?;
+        Ok(found.map(|(session, user)| Self {
+            session,
+            user,
+            cookie,
+        }))
+    }
+}
+
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
-        let cookie = jar
-            .get(&name)
-            .map(|c| c.value().to_string())
-            .ok_or(WebError::NotSignedIn)?;
-        let (session, user) = state
-            .sessions
-            .current(&cookie)
+        Self::from_parts(parts, state)
             .await?
-            .ok_or(WebError::NotSignedIn)?;
-        Ok(Self {
-            session,
-            user,
-            cookie,
-        })
+            .ok_or(WebError::NotSignedIn)
     }
 }
 
@@ -164,6 +187,21 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
     // Probes and scrapers get the plain answers of `ops`.
     if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
+    }
+    // The API answers problem details, also for the framework's own rejections.
+    if request.uri().path().starts_with("/api/") {
+        let response = next.run(request).await;
+        let status = response.status();
+        let plain = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("text/plain"));
+        if (status.is_client_error() || status.is_server_error()) && plain {
+            let detail = status.canonical_reason().unwrap_or("Error");
+            return crate::api::Problem::new(status, detail).into_response();
+        }
+        return response;
     }
     let tr = translator_for(&state, request.headers());
     let request_id = request

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod login;
 mod ops;
+mod sessions;
 mod setup;
 mod store;
 mod support;
