@@ -173,3 +173,51 @@ async fn submit_and_wait(b: &fantoccini::Client, id: &str, then: &str) {
 async fn text(b: &fantoccini::Client, id: &str) -> String {
     b.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
 }
+
+#[tokio::test]
+async fn a_device_signed_out_from_another_is_signed_out_on_reload() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let db = sqlite_db();
+    let app = TestApp::start(&db).await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = browser(&driver, profile_a.path()).await;
+    let b = browser(&driver, profile_b.path()).await;
+    for device in [&a, &b] {
+        device.goto(&app.url("/login")).await.unwrap();
+        type_into(device, "email", "ada@example.com").await;
+        type_into(device, "password", PASSWORD).await;
+        submit_and_wait(device, "login-submit", "account-email").await;
+    }
+
+    // From A's "Account access" page, sign B out.
+    a.goto(&app.url("/account/sessions")).await.unwrap();
+    let others = a
+        .find_all(Locator::Css("li.session form button"))
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 1, "one other device listed");
+    others[0].clone().click().await.unwrap();
+    a.wait()
+        .for_element(Locator::Id("sessions-notice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.find_all(Locator::Css("li.session")).await.unwrap().len(),
+        1
+    );
+
+    // B reloads: it is at the login form. A is still signed in.
+    b.refresh().await.unwrap();
+    b.wait()
+        .for_element(Locator::Id("login-submit"))
+        .await
+        .unwrap();
+    assert_eq!(b.current_url().await.unwrap().path(), "/login");
+    a.goto(&app.url("/account")).await.unwrap();
+    assert_eq!(text(&a, "account-email").await, "ada@example.com");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
