@@ -26,6 +26,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub password: PasswordConfig,
     pub sessions: SessionsConfig,
+    pub activity: ActivityConfig,
+    pub maintenance: MaintenanceConfig,
     pub setup: SetupConfig,
     pub log: LogConfig,
 }
@@ -81,7 +83,18 @@ pub struct SessionsConfig {
     pub idle_timeout_minutes: i64,
     pub absolute_lifetime_hours: i64,
     pub touch_interval_secs: i64,
-    pub prune_interval_minutes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityConfig {
+    pub retention_days: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub interval_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,10 +330,17 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
-        if sessions.prune_interval_minutes < 1 {
+        if self.activity.retention_days < 1 {
             return Err(invalid(
-                "sessions.prune_interval_minutes",
-                "GOTTHARD_SESSIONS__PRUNE_INTERVAL_MINUTES",
+                "activity.retention_days",
+                "GOTTHARD_ACTIVITY__RETENTION_DAYS",
+                "must be at least 1",
+            ));
+        }
+        if self.maintenance.interval_minutes < 1 {
+            return Err(invalid(
+                "maintenance.interval_minutes",
+                "GOTTHARD_MAINTENANCE__INTERVAL_MINUTES",
                 "must be at least 1",
             ));
         }

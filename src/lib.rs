@@ -33,6 +33,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::accounts::{Accounts, FirstStart, PasswordHasher, PasswordPolicy};
+use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::ops::Metrics;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub sessions: Sessions,
+    pub activity: ActivityLog,
     pub orgs: Orgs,
     pub first_start: FirstStart,
     pub keyring: Arc<Keyring>,
@@ -90,6 +92,10 @@ impl AppState {
                     ),
                     touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
                 },
+            ),
+            activity: ActivityLog::new(
+                store.clone(),
+                time::Duration::days(config.activity.retention_days),
             ),
             orgs: Orgs::new(store.clone()),
             first_start,
@@ -193,7 +199,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let pruner = tokio::spawn(prune_sessions(state.clone()));
+    let maintenance = tokio::spawn(maintenance(state.clone()));
     let app = router(state);
     let served = axum::serve(
         listener,
@@ -201,13 +207,14 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    pruner.abort();
+    maintenance.abort();
     served
 }
 
-/// Background task: deletes ended and expired sessions every `sessions.prune_interval_minutes`.
-async fn prune_sessions(state: AppState) {
-    let every = Duration::from_secs(state.config.sessions.prune_interval_minutes * 60);
+/// Background task, every `maintenance.interval_minutes`: deletes ended and expired
+/// sessions and activity past its retention, in small batches.
+async fn maintenance(state: AppState) {
+    let every = Duration::from_secs(state.config.maintenance.interval_minutes * 60);
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
@@ -215,6 +222,11 @@ async fn prune_sessions(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
             Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
+        }
+        match state.activity.prune(state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
+            Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
         }
     }
 }

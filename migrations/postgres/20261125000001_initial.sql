@@ -86,7 +86,12 @@ CREATE TABLE activity_events (
     details     TEXT NOT NULL DEFAULT '{}',           -- small JSON object, never secrets
     created_at  TIMESTAMPTZ NOT NULL
 );
+-- Each filter of the activity page walks one of these from the newest end.
 CREATE INDEX activity_user_time ON activity_events (user_id, created_at DESC, id DESC);
+CREATE INDEX activity_user_action_time ON activity_events (user_id, action, created_at DESC, id DESC);
+CREATE INDEX activity_user_product_time ON activity_events (user_id, product, created_at DESC, id DESC);
+-- Retention deletes the oldest first.
+CREATE INDEX activity_time ON activity_events (created_at);
 
 CREATE TABLE mail_outbox (
     id               UUID PRIMARY KEY,

@@ -3,6 +3,7 @@
 //! cookie for now (bearer access tokens join with the OIDC provider); state-changing calls
 //! carry the CSRF token in `X-CSRF-Token`.
 
+pub mod activity;
 mod problem;
 mod sessions;
 
@@ -30,9 +31,28 @@ use crate::web::{SignedIn, client_info, csrf};
         version = "1",
         description = "The signed-in user's account: sessions (devices) now; activity, profile and security settings next."
     ),
-    paths(csrf_token, sessions::list, sessions::end, sessions::end_others),
-    components(schemas(Problem, CsrfToken, sessions::SessionList, sessions::SessionView, sessions::EndedCount, crate::sessions::DeviceLabel)),
-    tags((name = "sessions", description = "Account access: the devices signed in to the account"))
+    paths(
+        csrf_token,
+        sessions::list,
+        sessions::end,
+        sessions::end_others,
+        activity::list,
+        activity::csv
+    ),
+    components(schemas(
+        Problem,
+        CsrfToken,
+        sessions::SessionList,
+        sessions::SessionView,
+        sessions::EndedCount,
+        crate::sessions::DeviceLabel,
+        activity::ActivityList,
+        activity::EventView
+    )),
+    tags(
+        (name = "sessions", description = "Account access: the devices signed in to the account"),
+        (name = "activity", description = "Account activity: what happened to the account")
+    )
 )]
 struct ApiDoc;
 
@@ -43,6 +63,8 @@ pub fn routes() -> Router<AppState> {
         .route("/me/sessions", get(sessions::list))
         .route("/me/sessions/revoke-others", post(sessions::end_others))
         .route("/me/sessions/{id}", delete(sessions::end))
+        .route("/me/activity", get(activity::list))
+        .route("/me/activity.csv", get(activity::csv))
 }
 
 async fn openapi() -> Response {

@@ -8,6 +8,9 @@ use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// A parameter or body field that cannot be understood; the message names it.
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error("not signed in")]
     Unauthorized,
     #[error("missing or invalid CSRF token")]
@@ -62,6 +65,7 @@ impl From<crate::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, detail) = match &self {
+            ApiError::BadRequest(detail) => (StatusCode::BAD_REQUEST, detail.as_str()),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "Sign in first: this call needs a session.",

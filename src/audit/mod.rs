@@ -1,7 +1,12 @@
 //! Activity events: what happened to an account, when, from where. Never secrets.
+//! Recorded by the services that act; read back page by page, newest first.
+
+mod query;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+pub use query::{ActivityCursor, ActivityFilter, ActivityLog, ActivityPage, MAX_PAGE, csv_cell};
 
 /// Where a request came from, as recorded in events and sessions.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +38,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, for filter lists.
+    pub const ALL: [Action; 5] = [
+        Action::AccountCreated,
+        Action::LoginSucceeded,
+        Action::LoginFailed,
+        Action::Logout,
+        Action::SessionEnded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::AccountCreated => "account.created",

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::{NewUser, SetupToken, User};
-use crate::audit::ActivityEvent;
+use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
@@ -131,6 +131,16 @@ pub trait Store: Send + Sync {
         user_id: Uuid,
         limit: i64,
     ) -> Result<Vec<ActivityEvent>, StoreError>;
+    /// A user's events matching `filter`, newest first, strictly after `after`.
+    async fn query_events(
+        &self,
+        user_id: Uuid,
+        filter: &ActivityFilter,
+        after: Option<&ActivityCursor>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEvent>, StoreError>;
+    /// Deletes up to `limit` events older than `before`; returns how many.
+    async fn prune_events(&self, before: OffsetDateTime, limit: i64) -> Result<u64, StoreError>;
 
     // First-start setup link.
     /// Stores a new setup token and voids every unused older one.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Backend, Store, StoreError};
 use crate::accounts::{NewUser, SetupToken, User};
-use crate::audit::ActivityEvent;
+use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
@@ -24,7 +24,7 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, passwo
      is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $backend:expr, $migrator:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $backend:expr, $migrator:expr) => {
         pub struct $store {
             pool: $pool,
         }
@@ -357,6 +357,62 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn query_events(
+                &self,
+                user_id: Uuid,
+                filter: &ActivityFilter,
+                after: Option<&ActivityCursor>,
+                limit: i64,
+            ) -> Result<Vec<ActivityEvent>, StoreError> {
+                // Only the filters in use go into the SQL, so each query shape can walk the
+                // (user_id, created_at, id) indexes from the newest end.
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
+                     created_at FROM activity_events WHERE user_id = ",
+                );
+                q.push_bind(user_id);
+                if let Some(from) = filter.from {
+                    q.push(" AND created_at >= ").push_bind(from);
+                }
+                if let Some(to) = filter.to {
+                    q.push(" AND created_at < ").push_bind(to);
+                }
+                if let Some(product) = &filter.product {
+                    q.push(" AND product = ").push_bind(product.clone());
+                }
+                if let Some(action) = &filter.action {
+                    q.push(" AND action = ").push_bind(action.clone());
+                }
+                if let Some(cursor) = after {
+                    q.push(" AND (created_at, id) < (")
+                        .push_bind(cursor.at)
+                        .push(", ")
+                        .push_bind(cursor.id)
+                        .push(")");
+                }
+                q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                Ok(q.build_query_as::<ActivityEvent>()
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn prune_events(
+                &self,
+                before: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM activity_events WHERE id IN (SELECT id FROM activity_events \
+                     WHERE created_at < $1 LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
             async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")
@@ -491,12 +547,14 @@ where
 sql_store!(
     SqliteStore,
     SqlitePool,
+    sqlx::Sqlite,
     Backend::Sqlite,
     sqlx::migrate!("migrations/sqlite")
 );
 sql_store!(
     PostgresStore,
     PgPool,
+    sqlx::Postgres,
     Backend::Postgres,
     sqlx::migrate!("migrations/postgres")
 );

@@ -1,6 +1,8 @@
-//! The account pages: `/account` (who is signed in) and `/account/sessions` (account access).
+//! The account pages: `/account` (who is signed in), `/account/sessions` (account access)
+//! and `/account/activity` (account activity).
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
@@ -9,6 +11,8 @@ use uuid::Uuid;
 
 use super::{HtmlForm, PageContext, SignedIn, csrf};
 use crate::AppState;
+use crate::api::activity::ActivityQuery;
+use crate::audit::Action;
 use crate::error::WebError;
 use crate::sessions::{DeviceLabel, EndedBy};
 
@@ -198,4 +202,92 @@ pub async fn end_other_sessions(
         )
         .await?;
     Ok(Redirect::to(&format!("/account/sessions?ended=others&count={count}")).into_response())
+}
+
+/// `GET /account/activity`: "Account activity", with the API's filters as form fields.
+pub async fn activity(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Query(query): Query<ActivityQuery>,
+) -> Result<Response, WebError> {
+    let tr = &page.tr;
+    let label = |code: &str| {
+        let key = format!("action-{}", code.replace('.', "-"));
+        let text = tr.t(&key);
+        if text == key { code.to_string() } else { text }
+    };
+    let actions: Vec<_> = Action::ALL
+        .iter()
+        .map(|a| context! { code => a.as_str(), label => label(a.as_str()) })
+        .collect();
+    let (status, events, older, error) = match query.parse() {
+        Ok((filter, cursor, limit)) => {
+            let found = state
+                .activity
+                .page(signed_in.user.id, &filter, cursor, limit)
+                .await?;
+            let events: Vec<_> = found
+                .events
+                .iter()
+                .map(|e| {
+                    let device = DeviceLabel::from_user_agent(&e.user_agent);
+                    context! {
+                        code => e.action.clone(),
+                        label => label(&e.action),
+                        time => e.created_at.format(&Rfc3339).unwrap_or_default(),
+                        product => e.product.clone(),
+                        ip => e.ip.clone(),
+                        device => device.summary(),
+                    }
+                })
+                .collect();
+            let older = found
+                .next
+                .map(|next| link_query(&query, Some(next.encode())));
+            (StatusCode::OK, events, older, None)
+        }
+        Err(bad) => (
+            StatusCode::BAD_REQUEST,
+            Vec::new(),
+            None,
+            Some(tr.t_with("activity-bad-filter", &[("name", bad.name.to_string())])),
+        ),
+    };
+    let shown = context! {
+        from => query.from.clone().unwrap_or_default(),
+        to => query.to.clone().unwrap_or_default(),
+        product => query.product.clone().unwrap_or_default(),
+        action => query.action.clone().unwrap_or_default(),
+    };
+    let html = state.pages.render(
+        "activity.html",
+        tr,
+        context! {
+            q => shown,
+            actions,
+            events,
+            older,
+            error,
+            filters => link_query(&query, None),
+        },
+    )?;
+    Ok((status, Html(html)).into_response())
+}
+
+/// The filters of `query` (and a cursor) as a query string for links.
+fn link_query(query: &ActivityQuery, cursor: Option<String>) -> String {
+    let pairs = [
+        ("from", query.from.clone()),
+        ("to", query.to.clone()),
+        ("product", query.product.clone()),
+        ("action", query.action.clone()),
+        ("limit", query.limit.clone()),
+        ("cursor", cursor),
+    ];
+    let present: Vec<(&str, String)> = pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .collect();
+    serde_urlencoded::to_string(present).unwrap_or_default()
 }

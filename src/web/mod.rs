@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("setup.html", include_str!("templates/setup.html")),
     ("account.html", include_str!("templates/account.html")),
     ("sessions.html", include_str!("templates/sessions.html")),
+    ("activity.html", include_str!("templates/activity.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
@@ -77,6 +78,7 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(setup::form).post(setup::submit))
         .route("/account", get(account::page))
         .route("/account/sessions", get(account::sessions))
+        .route("/account/activity", get(account::activity))
         .route(
             "/account/sessions/end-others",
             axum::routing::post(account::end_other_sessions),

@@ -1,5 +1,6 @@
 //! Gotthard's integration tests: one binary, real server, real databases, real browser.
 
+mod activity;
 mod browser;
 mod cli;
 mod login;
