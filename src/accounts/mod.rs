@@ -57,6 +57,8 @@ pub enum AccountError {
     WeakPassword(#[from] PasswordProblem),
     #[error("an account with this e-mail address already exists")]
     EmailTaken,
+    #[error("the only legal representative of: {}", .0.join(", "))]
+    LastLegalRepresentative(Vec<String>),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
@@ -68,6 +70,34 @@ impl From<StoreError> for AccountError {
         match err {
             StoreError::Conflict => AccountError::EmailTaken,
             other => AccountError::Store(other),
+        }
+    }
+}
+
+/// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub locale: Option<Option<String>>,
+}
+
+/// Why a password is being checked; failures are recorded under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Login,
+    PasswordChange,
+    EmailChange,
+    AccountDeletion,
+}
+
+impl PasswordCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordCheck::Login => "login",
+            PasswordCheck::PasswordChange => "password_change",
+            PasswordCheck::EmailChange => "email_change",
+            PasswordCheck::AccountDeletion => "account_deletion",
         }
     }
 }
@@ -169,6 +199,33 @@ impl Accounts {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
+        self.verify(user, password, PasswordCheck::Login, client, now)
+            .await
+    }
+
+    /// Re-authentication of a signed-in user before a sensitive change (password, e-mail,
+    /// deletion): the same verify, rehash and failure record as a login.
+    pub async fn confirm_password(
+        &self,
+        user: &User,
+        password: &str,
+        purpose: PasswordCheck,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, LoginError> {
+        self.verify(Some(user.clone()), password, purpose, client, now)
+            .await
+    }
+
+    /// The one path every password check takes.
+    async fn verify(
+        &self,
+        user: Option<User>,
+        password: &str,
+        purpose: PasswordCheck,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, LoginError> {
         let phc = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let verification = self.hasher.verify(password, phc).await?;
         match (user, verification) {
@@ -179,17 +236,103 @@ impl Accounts {
                 Ok(user)
             }
             (Some(user), Verification::Mismatch) => {
-                let event = ActivityEvent::new(
-                    Some(user.id),
-                    Action::LoginFailed,
-                    client,
-                    serde_json::json!({ "reason": "wrong_password", "method": "password" }),
-                    now,
-                );
+                let (action, details) = match purpose {
+                    PasswordCheck::Login => (
+                        Action::LoginFailed,
+                        serde_json::json!({ "reason": "wrong_password", "method": "password" }),
+                    ),
+                    other => (
+                        Action::ReauthenticationFailed,
+                        serde_json::json!({ "reason": "wrong_password", "for": other.as_str() }),
+                    ),
+                };
+                let event = ActivityEvent::new(Some(user.id), action, client, details, now);
                 self.store.record_event(&event).await?;
                 Err(LoginError::WrongCredentials)
             }
             (None, _) => Err(LoginError::WrongCredentials),
         }
+    }
+
+    /// Sets a new password after the current one was confirmed: checks the rules, ends every
+    /// other session of the user, and records the change, in one transaction.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        keep_session: Uuid,
+        new_password: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<u64, AccountError> {
+        self.policy.check(new_password)?;
+        let hash = self.hasher.hash(new_password).await?;
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::PasswordChanged,
+            client,
+            serde_json::json!({ "other_sessions_ended": true }),
+            now,
+        );
+        Ok(self
+            .store
+            .change_password(user.id, &hash, keep_session, &event)
+            .await?)
+    }
+
+    /// Changes name, locale and (when given) e-mail; records which fields changed.
+    pub async fn update_profile(
+        &self,
+        user: &User,
+        change: ProfileChange,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, AccountError> {
+        let name = match change.name {
+            Some(name) if name.trim().chars().count() > MAX_NAME_CHARS => {
+                return Err(AccountError::NameTooLong);
+            }
+            Some(name) => name.trim().to_string(),
+            None => user.name.clone(),
+        };
+        let email = match change.email {
+            Some(email) => normalize_email(&email)?,
+            None => user.email.clone(),
+        };
+        let locale = change.locale.unwrap_or_else(|| user.locale.clone());
+        let mut changed = Vec::new();
+        if name != user.name {
+            changed.push("name");
+        }
+        if email != user.email {
+            changed.push("email");
+        }
+        if locale != user.locale {
+            changed.push("locale");
+        }
+        if changed.is_empty() {
+            return Ok(user.clone());
+        }
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::ProfileChanged,
+            client,
+            serde_json::json!({ "fields": changed }),
+            now,
+        );
+        Ok(self
+            .store
+            .update_profile(user.id, &email, &name, locale.as_deref(), &event)
+            .await?)
+    }
+
+    /// Deletes the account, unless it is the last legal representative of an organization
+    /// (then the names of those organizations come back in the error).
+    pub async fn delete(&self, user: &User) -> Result<(), AccountError> {
+        let sole = self.store.orgs_represented_only_by(user.id).await?;
+        if !sole.is_empty() {
+            return Err(AccountError::LastLegalRepresentative(sole));
+        }
+        self.store.delete_user(user.id).await?;
+        Ok(())
     }
 }

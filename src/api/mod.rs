@@ -4,6 +4,7 @@
 //! carry the CSRF token in `X-CSRF-Token`.
 
 pub mod activity;
+mod me;
 mod problem;
 mod sessions;
 
@@ -33,6 +34,10 @@ use crate::web::{SignedIn, client_info, csrf};
     ),
     paths(
         csrf_token,
+        me::show,
+        me::update,
+        me::change_password,
+        me::delete,
         sessions::list,
         sessions::end,
         sessions::end_others,
@@ -41,6 +46,12 @@ use crate::web::{SignedIn, client_info, csrf};
     ),
     components(schemas(
         Problem,
+        me::Me,
+        me::Membership,
+        me::ProfilePatch,
+        me::PasswordChange,
+        me::PasswordChanged,
+        me::AccountDeletion,
         CsrfToken,
         sessions::SessionList,
         sessions::SessionView,
@@ -50,6 +61,7 @@ use crate::web::{SignedIn, client_info, csrf};
         activity::EventView
     )),
     tags(
+        (name = "me", description = "The signed-in user's profile, password and account"),
         (name = "sessions", description = "Account access: the devices signed in to the account"),
         (name = "activity", description = "Account activity: what happened to the account")
     )
@@ -60,6 +72,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/csrf", get(csrf_token))
+        .route("/me", get(me::show).patch(me::update).delete(me::delete))
+        .route("/me/password", post(me::change_password))
         .route("/me/sessions", get(sessions::list))
         .route("/me/sessions/revoke-others", post(sessions::end_others))
         .route("/me/sessions/{id}", delete(sessions::end))

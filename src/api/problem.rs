@@ -11,6 +11,21 @@ pub enum ApiError {
     /// A parameter or body field that cannot be understood; the message names it.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A well-formed request that breaks a rule (422); the message says which.
+    #[error("unprocessable: {0}")]
+    Invalid(String),
+    /// The state of the account forbids it (409), e.g. the last legal representative.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Re-authentication failed: the current password is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    /// Password hashing is saturated: try again shortly.
+    #[error("busy")]
+    Busy,
+    /// The framework's rejection of a body (syntax, content type, size), with its status.
+    #[error("rejected: {1}")]
+    Rejected(StatusCode, String),
     #[error("not signed in")]
     Unauthorized,
     #[error("missing or invalid CSRF token")]
@@ -62,10 +77,72 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::accounts::HashError> for ApiError {
+    fn from(err: crate::accounts::HashError) -> Self {
+        match err {
+            crate::accounts::HashError::Busy => ApiError::Busy,
+            crate::accounts::HashError::Failed(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::accounts::LoginError> for ApiError {
+    fn from(err: crate::accounts::LoginError) -> Self {
+        use crate::accounts::LoginError;
+        match err {
+            LoginError::WrongCredentials => ApiError::WrongPassword,
+            LoginError::Hash(e) => e.into(),
+            LoginError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(err: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError;
+        match err {
+            AccountError::InvalidEmail(problem) => {
+                ApiError::Invalid(format!("`email`: the address is {problem}"))
+            }
+            AccountError::NameTooLong => ApiError::Invalid("`name` is too long".into()),
+            AccountError::WeakPassword(problem) => ApiError::Invalid(match problem {
+                crate::accounts::PasswordProblem::TooShort { min } => {
+                    format!("`new_password` must have at least {min} characters")
+                }
+                other => format!("`new_password` is {other}"),
+            }),
+            AccountError::EmailTaken => {
+                ApiError::Conflict("Another account uses this e-mail address.".into())
+            }
+            AccountError::LastLegalRepresentative(orgs) => ApiError::Conflict(format!(
+                "You are the only legal representative of {}; name another one first.",
+                orgs.join(", ")
+            )),
+            AccountError::Hash(e) => e.into(),
+            AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, detail) = match &self {
             ApiError::BadRequest(detail) => (StatusCode::BAD_REQUEST, detail.as_str()),
+            ApiError::Invalid(detail) => (StatusCode::UNPROCESSABLE_ENTITY, detail.as_str()),
+            ApiError::Conflict(detail) => (StatusCode::CONFLICT, detail.as_str()),
+            ApiError::WrongPassword => (StatusCode::FORBIDDEN, "The current password is wrong."),
+            ApiError::Busy => {
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many password checks right now; retry shortly.",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                return response;
+            }
+            ApiError::Rejected(status, detail) => (*status, detail.as_str()),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "Sign in first: this call needs a session.",

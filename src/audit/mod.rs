@@ -35,16 +35,22 @@ pub enum Action {
     LoginFailed,
     Logout,
     SessionEnded,
+    ReauthenticationFailed,
+    PasswordChanged,
+    ProfileChanged,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 8] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
         Action::Logout,
         Action::SessionEnded,
+        Action::ReauthenticationFailed,
+        Action::PasswordChanged,
+        Action::ProfileChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +60,9 @@ impl Action {
             Action::LoginFailed => "login.failed",
             Action::Logout => "logout",
             Action::SessionEnded => "session.ended",
+            Action::ReauthenticationFailed => "reauthentication.failed",
+            Action::PasswordChanged => "password.changed",
+            Action::ProfileChanged => "profile.changed",
         }
     }
 }

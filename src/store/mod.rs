@@ -63,6 +63,29 @@ pub trait Store: Send + Sync {
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     async fn count_users(&self) -> Result<i64, StoreError>;
+    /// Sets the password hash, ends every other session of the user and records the event,
+    /// in one transaction; returns how many sessions ended.
+    async fn change_password(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        keep_session: Uuid,
+        event: &ActivityEvent,
+    ) -> Result<u64, StoreError>;
+    /// Writes name, e-mail and locale with the event; [`StoreError::Conflict`] when the
+    /// e-mail belongs to another account.
+    async fn update_profile(
+        &self,
+        user_id: Uuid,
+        email: &str,
+        name: &str,
+        locale: Option<&str>,
+        event: &ActivityEvent,
+    ) -> Result<User, StoreError>;
+    /// Names of the organizations whose only legal representative is this user.
+    async fn orgs_represented_only_by(&self, user_id: Uuid) -> Result<Vec<String>, StoreError>;
+    /// Deletes the user with their sessions, memberships and events.
+    async fn delete_user(&self, user_id: Uuid) -> Result<bool, StoreError>;
     async fn set_password_hash(
         &self,
         user_id: Uuid,

@@ -87,6 +87,92 @@ macro_rules! sql_store {
                 Ok(n)
             }
 
+            async fn change_password(
+                &self,
+                user_id: Uuid,
+                hash: &str,
+                keep_session: Uuid,
+                event: &ActivityEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash)
+                    .bind(event.created_at)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, ended_reason = 'password_changed' \
+                     WHERE user_id = $2 AND id <> $3 AND ended_at IS NULL",
+                )
+                .bind(event.created_at)
+                .bind(user_id)
+                .bind(keep_session)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(ended)
+            }
+
+            async fn update_profile(
+                &self,
+                user_id: Uuid,
+                email: &str,
+                name: &str,
+                locale: Option<&str>,
+                event: &ActivityEvent,
+            ) -> Result<User, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "UPDATE users SET email = $1, email_key = $2, name = $3, locale = $4, \
+                     updated_at = $5 WHERE id = $6 RETURNING {USER_COLUMNS}"
+                );
+                let user = sqlx::query_as::<_, User>(&sql)
+                    .bind(email)
+                    .bind(email_key(email))
+                    .bind(name)
+                    .bind(locale)
+                    .bind(event.created_at)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_write)?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn orgs_represented_only_by(
+                &self,
+                user_id: Uuid,
+            ) -> Result<Vec<String>, StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT o.name FROM memberships m JOIN organizations o ON o.id = m.org_id \
+                     WHERE m.user_id = $1 AND m.role = 'legal-representative' \
+                     AND (SELECT COUNT(*) FROM memberships r WHERE r.org_id = m.org_id \
+                          AND r.role = 'legal-representative') = 1 ORDER BY o.name",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(name,)| name).collect())
+            }
+
+            async fn delete_user(&self, user_id: Uuid) -> Result<bool, StoreError> {
+                Ok(sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
             async fn set_password_hash(
                 &self,
                 user_id: Uuid,

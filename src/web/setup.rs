@@ -146,6 +146,8 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         }
         AccountError::WeakPassword(PasswordProblem::TooLong) => tr.t("error-password-too-long"),
         AccountError::WeakPassword(PasswordProblem::TooCommon) => tr.t("error-password-too-common"),
-        AccountError::Hash(_) | AccountError::Store(_) => return None,
+        AccountError::Hash(_)
+        | AccountError::Store(_)
+        | AccountError::LastLegalRepresentative(_) => return None,
     })
 }

@@ -4,6 +4,7 @@ mod activity;
 mod browser;
 mod cli;
 mod login;
+mod me;
 mod ops;
 mod sessions;
 mod setup;

@@ -74,3 +74,6 @@ action-login-succeeded = Signed in
 action-login-failed = Failed sign-in
 action-logout = Signed out
 action-session-ended = Device signed out
+action-reauthentication-failed = Wrong password when confirming a change
+action-password-changed = Password changed
+action-profile-changed = Profile changed

@@ -74,3 +74,6 @@ action-login-succeeded = Inicio de sesión
 action-login-failed = Inicio de sesión fallido
 action-logout = Cierre de sesión
 action-session-ended = Sesión de un dispositivo cerrada
+action-reauthentication-failed = Contraseña incorrecta al confirmar un cambio
+action-password-changed = Contraseña cambiada
+action-profile-changed = Perfil modificado

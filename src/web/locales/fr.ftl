@@ -74,3 +74,6 @@ action-login-succeeded = Connexion
 action-login-failed = Échec de connexion
 action-logout = Déconnexion
 action-session-ended = Appareil déconnecté
+action-reauthentication-failed = Mot de passe erroné lors de la confirmation d’un changement
+action-password-changed = Mot de passe modifié
+action-profile-changed = Profil modifié

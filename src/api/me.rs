@@ -1,0 +1,259 @@
+//! `/api/v1/me`: the caller's profile, password and account.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::Cookie;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ApiError, Caller, Problem};
+use crate::AppState;
+use crate::accounts::{PasswordCheck, ProfileChange};
+use crate::web::{SESSION_COOKIE, csrf};
+
+/// Languages the pages and mails speak.
+pub const LOCALES: [&str; 3] = ["en", "es", "fr"];
+
+/// A JSON body whose rejections are problem details naming what is wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| ApiJson(value))
+            .map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Membership {
+    pub id: Uuid,
+    pub name: String,
+    /// `legal-representative`, `admin` or `member`.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// `en`, `es`, `fr`, or absent (the browser's language).
+    pub locale: Option<String>,
+    /// Administrator of this Gotthard instance.
+    pub is_admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub organizations: Vec<Membership>,
+}
+
+/// The caller's profile and organizations.
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", responses(
+    (status = 200, body = Me),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn show(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    me_view(&state, &caller.me.user).await.map(Json)
+}
+
+async fn me_view(state: &AppState, user: &crate::accounts::User) -> Result<Me, ApiError> {
+    let organizations = state
+        .orgs
+        .of_user(user.id)
+        .await?
+        .into_iter()
+        .map(|(org, role)| Membership {
+            id: org.id,
+            name: org.name,
+            role: role.as_str().to_string(),
+        })
+        .collect();
+    Ok(Me {
+        id: user.id,
+        email: user.email.clone(),
+        name: user.name.clone(),
+        locale: user.locale.clone(),
+        is_admin: user.is_admin,
+        created_at: user.created_at,
+        organizations,
+    })
+}
+
+/// Distinguishes a field set to `null` from a field left out.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub name: Option<String>,
+    /// `en`, `es`, `fr`, or `null` for the browser's language.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub locale: Option<Option<String>>,
+    /// A new address: needs `current_password`.
+    pub email: Option<String>,
+    pub current_password: Option<String>,
+}
+
+/// Changes name, locale or e-mail (the e-mail only with the current password).
+#[utoipa::path(patch, path = "/api/v1/me", tag = "me", request_body = ProfilePatch, responses(
+    (status = 200, body = Me),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<ProfilePatch>,
+) -> Result<Json<Me>, ApiError> {
+    caller.require_csrf(&state, &headers)?;
+    let now = state.clock.now();
+    let user = &caller.me.user;
+    if let Some(Some(locale)) = &patch.locale
+        && !LOCALES.contains(&locale.as_str())
+    {
+        return Err(ApiError::Invalid(
+            "`locale` must be en, es, fr or null".into(),
+        ));
+    }
+    let email_changes = patch
+        .email
+        .as_deref()
+        .is_some_and(|e| e.trim().to_lowercase() != user.email.to_lowercase());
+    if email_changes {
+        let password = patch.current_password.as_deref().ok_or_else(|| {
+            ApiError::Invalid("`current_password` is required to change the e-mail address".into())
+        })?;
+        state
+            .accounts
+            .confirm_password(
+                user,
+                password,
+                PasswordCheck::EmailChange,
+                &caller.client,
+                now,
+            )
+            .await?;
+    }
+    let change = ProfileChange {
+        name: patch.name,
+        email: if email_changes { patch.email } else { None },
+        locale: patch.locale,
+    };
+    let updated = state
+        .accounts
+        .update_profile(user, change, &caller.client, now)
+        .await?;
+    me_view(&state, &updated).await.map(Json)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// Every other session of the account was signed out.
+    pub other_sessions_ended: u64,
+}
+
+/// Changes the password; every other session is signed out.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordChange, responses(
+    (status = 200, body = PasswordChanged),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Json<PasswordChanged>, ApiError> {
+    caller.require_csrf(&state, &headers)?;
+    let now = state.clock.now();
+    let me = &caller.me;
+    state
+        .accounts
+        .confirm_password(
+            &me.user,
+            &body.current_password,
+            PasswordCheck::PasswordChange,
+            &caller.client,
+            now,
+        )
+        .await?;
+    let other_sessions_ended = state
+        .accounts
+        .change_password(
+            &me.user,
+            me.session.id,
+            &body.new_password,
+            &caller.client,
+            now,
+        )
+        .await?;
+    Ok(Json(PasswordChanged {
+        other_sessions_ended,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeletion {
+    pub password: String,
+}
+
+/// Deletes the account and everything of it. Refused (409) while the caller is the only
+/// legal representative of an organization.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "me", request_body = AccountDeletion, responses(
+    (status = 204, description = "Deleted; the session cookie is cleared"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AccountDeletion>,
+) -> Result<Response, ApiError> {
+    caller.require_csrf(&state, &headers)?;
+    let me = &caller.me;
+    state
+        .accounts
+        .confirm_password(
+            &me.user,
+            &body.password,
+            PasswordCheck::AccountDeletion,
+            &caller.client,
+            state.clock.now(),
+        )
+        .await?;
+    state.accounts.delete(&me.user).await?;
+    tracing::info!(user_id = %me.user.id, "account deleted by its owner");
+    let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
+    let jar = CookieJar::from_headers(&headers).remove(Cookie::build(name).path("/"));
+    Ok((jar, StatusCode::NO_CONTENT).into_response())
+}

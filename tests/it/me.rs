@@ -1,0 +1,342 @@
+//! `/api/v1/me`: profile, password change, account deletion.
+
+use gotthard::orgs::OrgRole;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{PASSWORD, TestApp, databases};
+
+async fn signed_in(app: &TestApp, email: &str, password: &str) -> (reqwest::Client, String) {
+    let client = app.client();
+    let response = app.login(&client, email, password).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let body: Value = client
+        .get(app.url("/api/v1/csrf"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (client, body["csrf_token"].as_str().unwrap().to_string())
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    csrf: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .request(method, url)
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn actions(app: &TestApp, email: &str) -> Vec<String> {
+    let user = app.state.store.user_by_email(email).await.unwrap().unwrap();
+    app.state
+        .store
+        .recent_events(user.id, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_profile_changes_and_the_email_only_with_the_password() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        app.create_user("eve@example.com", PASSWORD).await;
+        let (client, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let me = app.url("/api/v1/me");
+
+        let shown: Value = client.get(&me).send().await.unwrap().json().await.unwrap();
+        assert_eq!(shown["email"], "ada@example.com", "{}", db.backend);
+        assert_eq!(shown["locale"], Value::Null);
+
+        let (status, _) = send(
+            &client,
+            reqwest::Method::PATCH,
+            me.clone(),
+            "forged",
+            json!({"name": "X"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = send(
+            &client,
+            reqwest::Method::PATCH,
+            me.clone(),
+            &csrf,
+            json!({"name": " Ada Lovelace ", "locale": "fr"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["name"], "Ada Lovelace");
+        assert_eq!(body["locale"], "fr");
+        let (status, body) = send(
+            &client,
+            reqwest::Method::PATCH,
+            me.clone(),
+            &csrf,
+            json!({"locale": null}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["locale"], Value::Null);
+        assert_eq!(body["name"], "Ada Lovelace", "fields left out stay");
+
+        for (patch, expected, needle) in [
+            (
+                json!({"locale": "de"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "locale",
+            ),
+            (
+                json!({"email": "ada@new.example"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "current_password",
+            ),
+            (
+                json!({"email": "ada@new.example", "current_password": "wrong-one!"}),
+                StatusCode::FORBIDDEN,
+                "current password",
+            ),
+            (
+                json!({"email": "eve@example.com", "current_password": PASSWORD}),
+                StatusCode::CONFLICT,
+                "e-mail",
+            ),
+            (
+                json!({"email": "not an address", "current_password": PASSWORD}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "email",
+            ),
+            (
+                json!({"nmae": "typo"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "nmae",
+            ),
+        ] {
+            let (status, body) = send(
+                &client,
+                reqwest::Method::PATCH,
+                me.clone(),
+                &csrf,
+                patch.clone(),
+            )
+            .await;
+            assert_eq!(status, expected, "{}: {patch} -> {body}", db.backend);
+            assert!(
+                body["detail"].as_str().unwrap().contains(needle),
+                "{patch} -> {body}"
+            );
+        }
+        let raw = client
+            .patch(&me)
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(raw.headers()["content-type"], "application/problem+json");
+
+        let (status, body) = send(
+            &client,
+            reqwest::Method::PATCH,
+            me.clone(),
+            &csrf,
+            json!({"email": "Ada@New.Example", "current_password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["email"], "Ada@new.example");
+        let login = app.login(&app.client(), "ada@new.example", PASSWORD).await;
+        assert_eq!(login.status(), StatusCode::SEE_OTHER);
+        let log = actions(&app, "ada@new.example").await;
+        assert!(
+            log.contains(&"reauthentication.failed".to_string()),
+            "{log:?}"
+        );
+        assert_eq!(
+            log.iter().filter(|a| *a == "profile.changed").count(),
+            3,
+            "{log:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_signs_out_the_other_devices() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let (laptop, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let (phone, _) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let url = app.url("/api/v1/me/password");
+        let new = "basalt-heron-meadow";
+
+        let (status, _) = send(
+            &laptop,
+            reqwest::Method::POST,
+            url.clone(),
+            &csrf,
+            json!({"current_password": "wrong-one!", "new_password": new}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", db.backend);
+        let (status, body) = send(
+            &laptop,
+            reqwest::Method::POST,
+            url.clone(),
+            &csrf,
+            json!({"current_password": PASSWORD, "new_password": "password123"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body["detail"].as_str().unwrap().contains("new_password"),
+            "{body}"
+        );
+        assert_eq!(
+            phone
+                .get(app.url("/account"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+
+        let (status, body) = send(
+            &laptop,
+            reqwest::Method::POST,
+            url.clone(),
+            &csrf,
+            json!({"current_password": PASSWORD, "new_password": new}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["other_sessions_ended"], 1);
+        assert_eq!(
+            phone
+                .get(app.url("/account"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(
+            laptop
+                .get(app.url("/account"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.login(&app.client(), "ada@example.com", PASSWORD)
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.login(&app.client(), "ada@example.com", new)
+                .await
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+        assert!(
+            actions(&app, "ada@example.com")
+                .await
+                .contains(&"password.changed".to_string())
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_last_legal_representative_cannot_delete_the_account() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        app.create_user("bob@example.com", PASSWORD).await;
+        let now = app.state.clock.now();
+        app.state.orgs.create("Acme", now).await.unwrap();
+        app.state
+            .orgs
+            .add_member("Acme", "ada@example.com", OrgRole::LegalRepresentative, now)
+            .await
+            .unwrap();
+        app.state
+            .orgs
+            .add_member("Acme", "bob@example.com", OrgRole::Admin, now)
+            .await
+            .unwrap();
+        let (client, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let me = app.url("/api/v1/me");
+
+        let (status, _) = send(
+            &client,
+            reqwest::Method::DELETE,
+            me.clone(),
+            &csrf,
+            json!({"password": "wrong-one!"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", db.backend);
+        let (status, body) = send(
+            &client,
+            reqwest::Method::DELETE,
+            me.clone(),
+            &csrf,
+            json!({"password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("Acme"), "{body}");
+        assert_eq!(db.count("users").await, 2);
+
+        app.state
+            .orgs
+            .add_member("Acme", "bob@example.com", OrgRole::LegalRepresentative, now)
+            .await
+            .unwrap();
+        let response = client
+            .delete(&me)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(
+            crate::support::set_cookie(&response, "gotthard_session")
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        assert_eq!(db.count("users").await, 1);
+        assert_eq!(
+            app.login(&app.client(), "ada@example.com", PASSWORD)
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let gone = client.get(&me).send().await.unwrap();
+        assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+    }
+}
