@@ -41,6 +41,8 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::list,
         sessions::end,
         sessions::end_others,
+        sessions::list_of_member,
+        sessions::end_of_member,
         activity::list,
         activity::csv
     ),
@@ -77,6 +79,14 @@ pub fn routes() -> Router<AppState> {
         .route("/me/sessions", get(sessions::list))
         .route("/me/sessions/revoke-others", post(sessions::end_others))
         .route("/me/sessions/{id}", delete(sessions::end))
+        .route(
+            "/orgs/{org}/members/{user}/sessions",
+            get(sessions::list_of_member),
+        )
+        .route(
+            "/orgs/{org}/members/{user}/sessions/{id}",
+            delete(sessions::end_of_member),
+        )
         .route("/me/activity", get(activity::list))
         .route("/me/activity.csv", get(activity::csv))
 }

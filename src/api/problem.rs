@@ -28,6 +28,9 @@ pub enum ApiError {
     Rejected(StatusCode, String),
     #[error("not signed in")]
     Unauthorized,
+    /// Signed in, but this role may not do it.
+    #[error("forbidden")]
+    Forbidden,
     #[error("missing or invalid CSRF token")]
     Csrf,
     /// Also for resources of other users: ids cannot be probed.
@@ -124,6 +127,16 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::orgs::OrgAccess> for ApiError {
+    fn from(err: crate::orgs::OrgAccess) -> Self {
+        match err {
+            crate::orgs::OrgAccess::NotFound => ApiError::NotFound,
+            crate::orgs::OrgAccess::Forbidden => ApiError::Forbidden,
+            crate::orgs::OrgAccess::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, detail) = match &self {
@@ -152,6 +165,10 @@ impl IntoResponse for ApiError {
                 "Missing or invalid X-CSRF-Token header (get one from /api/v1/csrf).",
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "No such resource."),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Only administrators and legal representatives of the organization may do this.",
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (

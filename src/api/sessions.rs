@@ -130,3 +130,80 @@ pub async fn end_others(
         .await?;
     Ok(Json(EndedCount { ended }))
 }
+
+/// Path segments of the organization routes; ids that do not parse are 404s.
+fn ids(values: &[&str]) -> Result<Vec<Uuid>, ApiError> {
+    values
+        .iter()
+        .map(|v| v.parse().map_err(|_| ApiError::NotFound))
+        .collect()
+}
+
+/// An organization administrator lists the sessions of one of its members.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members/{user}/sessions", tag = "sessions",
+    params(("org" = Uuid, Path), ("user" = Uuid, Path)),
+    responses(
+        (status = 200, body = SessionList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_of_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<Json<SessionList>, ApiError> {
+    let [org, user] = ids(&[&org, &user])?[..] else {
+        return Err(ApiError::NotFound);
+    };
+    state
+        .orgs
+        .require_admin_over(org, caller.me.user.id, user)
+        .await?;
+    let sessions = state
+        .sessions
+        .list(user, state.clock.now())
+        .await?
+        .iter()
+        .map(|s| SessionView::new(s, caller.me.session.id))
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// An organization administrator ends one session of one of its members.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}/sessions/{id}", tag = "sessions",
+    params(("org" = Uuid, Path), ("user" = Uuid, Path), ("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn end_of_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((org, user, id)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require_csrf(&state, &headers)?;
+    let [org, user, id] = ids(&[&org, &user, &id])?[..] else {
+        return Err(ApiError::NotFound);
+    };
+    let admin = caller.me.user.id;
+    state.orgs.require_admin_over(org, admin, user).await?;
+    let ended = state
+        .sessions
+        .end(
+            user,
+            id,
+            EndedBy::Admin(admin),
+            &caller.client,
+            state.clock.now(),
+        )
+        .await?;
+    if ended {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -89,6 +89,17 @@ impl From<StoreError> for OrgError {
     }
 }
 
+/// Why an organization action is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgAccess {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[derive(Clone)]
 pub struct Orgs {
     store: Arc<dyn Store>,
@@ -149,6 +160,26 @@ impl Orgs {
             .await?
             .ok_or_else(|| OrgError::UnknownOrg(org_name.trim().to_string()))?;
         Ok(self.store.members_of_org(org.id).await?)
+    }
+
+    /// The rule for acting on a member as an organization administrator: the caller must be
+    /// an admin or legal representative of `org_id` (a plain member gets `Forbidden`, an
+    /// outsider `NotFound`, so organizations cannot be probed), and `member` must belong to it.
+    pub async fn require_admin_over(
+        &self,
+        org_id: Uuid,
+        caller: Uuid,
+        member: Uuid,
+    ) -> Result<(), OrgAccess> {
+        match self.store.membership_role(org_id, caller).await? {
+            None => return Err(OrgAccess::NotFound),
+            Some(OrgRole::Member) => return Err(OrgAccess::Forbidden),
+            Some(OrgRole::Admin | OrgRole::LegalRepresentative) => {}
+        }
+        match self.store.membership_role(org_id, member).await? {
+            Some(_) => Ok(()),
+            None => Err(OrgAccess::NotFound),
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<Organization>, StoreError> {

@@ -81,6 +81,8 @@ pub enum EndedBy {
     Owner,
     /// Nobody: it expired.
     Expiry,
+    /// An administrator of an organization the owner belongs to (their user id).
+    Admin(Uuid),
 }
 
 impl EndedBy {
@@ -88,6 +90,7 @@ impl EndedBy {
         match self {
             EndedBy::Owner => "owner",
             EndedBy::Expiry => "expiry",
+            EndedBy::Admin(_) => "admin",
         }
     }
 }
@@ -190,13 +193,16 @@ impl Sessions {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let event = ActivityEvent::new(
+        let mut event = ActivityEvent::new(
             Some(user_id),
             Action::SessionEnded,
             client,
             serde_json::json!({ "session_id": session_id, "by": by.as_str() }),
             now,
         );
+        if let EndedBy::Admin(admin) = by {
+            event.actor_id = Some(admin);
+        }
         self.store
             .end_session(user_id, session_id, by.as_str(), &event)
             .await

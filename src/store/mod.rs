@@ -100,6 +100,12 @@ pub trait Store: Send + Sync {
     /// Adds a member, or changes the role of an existing one.
     async fn put_membership(&self, membership: &Membership) -> Result<(), StoreError>;
     async fn members_of_org(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError>;
+    /// The role of a user in an organization, if they belong to it.
+    async fn membership_role(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<OrgRole>, StoreError>;
     async fn orgs_of_user(&self, user_id: Uuid)
     -> Result<Vec<(Organization, OrgRole)>, StoreError>;
 

@@ -252,6 +252,21 @@ macro_rules! sql_store {
                     .collect())
             }
 
+            async fn membership_role(
+                &self,
+                org_id: Uuid,
+                user_id: Uuid,
+            ) -> Result<Option<OrgRole>, StoreError> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2",
+                )
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|(role,)| role.parse().ok()))
+            }
+
             async fn orgs_of_user(
                 &self,
                 user_id: Uuid,

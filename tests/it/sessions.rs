@@ -284,3 +284,118 @@ async fn the_api_is_described_and_answers_problems() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn organization_admins_end_member_sessions_only_in_their_organization() {
+    use gotthard::orgs::OrgRole;
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let now = app.state.clock.now();
+        let acme = app.state.orgs.create("Acme", now).await.unwrap();
+        let other = app.state.orgs.create("Other", now).await.unwrap();
+        let mut ids = std::collections::HashMap::new();
+        for (email, org, role) in [
+            ("alice@example.com", "Acme", OrgRole::Admin),
+            ("bob@example.com", "Acme", OrgRole::Member),
+            ("dave@example.com", "Acme", OrgRole::Member),
+            ("carol@example.com", "Other", OrgRole::Member),
+        ] {
+            let user = app.create_user(email, PASSWORD).await;
+            app.state
+                .orgs
+                .add_member(org, email, role, now)
+                .await
+                .unwrap();
+            ids.insert(email, user.id);
+        }
+        let alice = signed_in(&app, "alice@example.com", FIREFOX).await;
+        let bob = signed_in(&app, "bob@example.com", IPHONE).await;
+        let dave = signed_in(&app, "dave@example.com", FIREFOX).await;
+        let carol = signed_in(&app, "carol@example.com", FIREFOX).await;
+        let members = |org: uuid::Uuid, user: &str| {
+            app.url(&format!(
+                "/api/v1/orgs/{org}/members/{}/sessions",
+                ids[user]
+            ))
+        };
+
+        let listed = alice
+            .get(members(acme.id, "bob@example.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), StatusCode::OK, "{}", db.backend);
+        let body: Value = listed.json().await.unwrap();
+        let bob_session = body["sessions"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(body["sessions"].as_array().unwrap().len(), 1);
+        assert_eq!(body["sessions"][0]["device"]["os"], "iPhone");
+
+        // A plain member may not; an outsider's organization and a non-member are not found.
+        let plain = dave
+            .get(members(acme.id, "bob@example.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(plain.status(), StatusCode::FORBIDDEN);
+        let outside = alice
+            .get(members(other.id, "carol@example.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(outside.status(), StatusCode::NOT_FOUND);
+        let not_member = alice
+            .get(members(acme.id, "carol@example.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(not_member.status(), StatusCode::NOT_FOUND);
+
+        let csrf = api_csrf(&app, &alice).await;
+        let carol_session = sessions_of(&app, &carol).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let wrong = alice
+            .delete(format!(
+                "{}/{carol_session}",
+                members(acme.id, "bob@example.com")
+            ))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong.status(),
+            StatusCode::NOT_FOUND,
+            "carol's session is not bob's"
+        );
+        assert!(is_signed_in(&app, &carol).await);
+
+        let ended = alice
+            .delete(format!(
+                "{}/{bob_session}",
+                members(acme.id, "bob@example.com")
+            ))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ended.status(), StatusCode::NO_CONTENT, "{}", db.backend);
+        assert!(!is_signed_in(&app, &bob).await);
+        let event = app
+            .state
+            .store
+            .recent_events(ids["bob@example.com"], 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.action == "session.ended")
+            .unwrap();
+        assert_eq!(event.actor_id, Some(ids["alice@example.com"]));
+        assert!(
+            event.details.contains("\"by\":\"admin\""),
+            "{}",
+            event.details
+        );
+    }
+}
