@@ -64,6 +64,7 @@ pub struct RedisConfig {
 pub struct SmtpConfig {
     pub url: String,
     pub from: String,
+    pub poll_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +257,13 @@ impl Config {
                 "smtp.url",
                 "GOTTHARD_SMTP__URL",
                 "must be empty or start with smtp:// or smtps://",
+            ));
+        }
+        if !(1..=3600).contains(&self.smtp.poll_interval_secs) {
+            return Err(invalid(
+                "smtp.poll_interval_secs",
+                "GOTTHARD_SMTP__POLL_INTERVAL_SECS",
+                "must be between 1 and 3600",
             ));
         }
         let p = &self.password;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod mail;
 pub mod ops;
 pub mod orgs;
 pub mod sessions;
@@ -36,6 +37,7 @@ use crate::accounts::{Accounts, FirstStart, PasswordHasher, PasswordPolicy};
 use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::mail::Mailer;
 use crate::ops::Metrics;
 use crate::orgs::Orgs;
 use crate::sessions::{SessionPolicy, Sessions};
@@ -52,6 +54,7 @@ pub struct AppState {
     pub sessions: Sessions,
     pub activity: ActivityLog,
     pub orgs: Orgs,
+    pub mailer: Mailer,
     pub first_start: FirstStart,
     pub keyring: Arc<Keyring>,
     pub pages: Arc<Pages>,
@@ -82,7 +85,9 @@ impl AppState {
             config.issuer.clone(),
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
+        let mailer = Mailer::new(store.clone(), &config)?;
         Ok(Self {
+            mailer,
             sessions: Sessions::new(
                 store.clone(),
                 SessionPolicy {
@@ -200,6 +205,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
+    let mail = tokio::spawn(send_mail(state.clone()));
     let app = router(state);
     let served = axum::serve(
         listener,
@@ -208,7 +214,20 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     maintenance.abort();
+    mail.abort();
     served
+}
+
+/// Background task: delivers due mail from the outbox every `smtp.poll_interval_secs`.
+async fn send_mail(state: AppState) {
+    let mut ticks =
+        tokio::time::interval(Duration::from_secs(state.config.smtp.poll_interval_secs));
+    loop {
+        ticks.tick().await;
+        if let Err(err) = state.mailer.deliver_due(state.clock.now()).await {
+            tracing::warn!(error = %err, "mail outbox unreachable; retrying");
+        }
+    }
 }
 
 /// Background task, every `maintenance.interval_minutes`: deletes ended and expired

@@ -14,6 +14,7 @@ pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, V
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};
+use crate::mail::NewMail;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -255,12 +256,14 @@ impl Accounts {
     }
 
     /// Sets a new password after the current one was confirmed: checks the rules, ends every
-    /// other session of the user, and records the change, in one transaction.
+    /// other session of the user, records the change and queues the owner's alert, in one
+    /// transaction.
     pub async fn change_password(
         &self,
         user: &User,
         keep_session: Uuid,
         new_password: &str,
+        alert: &NewMail,
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<u64, AccountError> {
@@ -275,7 +278,7 @@ impl Accounts {
         );
         Ok(self
             .store
-            .change_password(user.id, &hash, keep_session, &event)
+            .change_password(user.id, &hash, keep_session, &event, alert)
             .await?)
     }
 

@@ -178,7 +178,7 @@ pub struct PasswordChanged {
     pub other_sessions_ended: u64,
 }
 
-/// Changes the password; every other session is signed out.
+/// Changes the password; every other session is signed out and the owner is mailed.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordChange, responses(
     (status = 200, body = PasswordChanged),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -204,12 +204,20 @@ pub async fn change_password(
             now,
         )
         .await?;
+    let alert = crate::mail::password_changed(
+        &state.pages.i18n,
+        &me.user,
+        &caller.client,
+        &state.config.issuer,
+        now,
+    );
     let other_sessions_ended = state
         .accounts
         .change_password(
             &me.user,
             me.session.id,
             &body.new_password,
+            &alert,
             &caller.client,
             now,
         )

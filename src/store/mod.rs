@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::accounts::{NewUser, SetupToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
+use crate::mail::{NewMail, OutboxMail};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
@@ -71,6 +72,7 @@ pub trait Store: Send + Sync {
         hash: &str,
         keep_session: Uuid,
         event: &ActivityEvent,
+        alert: &NewMail,
     ) -> Result<u64, StoreError>;
     /// Writes name, e-mail and locale with the event; [`StoreError::Conflict`] when the
     /// e-mail belongs to another account.
@@ -170,6 +172,23 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<ActivityEvent>, StoreError>;
     /// Deletes up to `limit` events older than `before`; returns how many.
     async fn prune_events(&self, before: OffsetDateTime, limit: i64) -> Result<u64, StoreError>;
+
+    // Mail outbox.
+    /// Reserves up to `limit` due, unsent mails until `lease_until` (so that another
+    /// instance skips them) and returns them, oldest first.
+    async fn claim_due_mail(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<OutboxMail>, StoreError>;
+    async fn mark_mail_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn mark_mail_failed(
+        &self,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError>;
 
     // First-start setup link.
     /// Stores a new setup token and voids every unused older one.

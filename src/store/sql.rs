@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{Backend, Store, StoreError};
 use crate::accounts::{NewUser, SetupToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
+use crate::mail::{NewMail, OutboxMail};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
@@ -93,6 +94,7 @@ macro_rules! sql_store {
                 hash: &str,
                 keep_session: Uuid,
                 event: &ActivityEvent,
+                alert: &NewMail,
             ) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
@@ -112,6 +114,9 @@ macro_rules! sql_store {
                 .await?
                 .rows_affected();
                 bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                bind_mail(sqlx::query(INSERT_MAIL), alert)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -514,6 +519,62 @@ macro_rules! sql_store {
                 .rows_affected())
             }
 
+            async fn claim_due_mail(
+                &self,
+                now: time::OffsetDateTime,
+                lease_until: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<Vec<OutboxMail>, StoreError> {
+                // The outer conditions are checked again on each row as it is updated, so two
+                // instances claiming at once never both get the same mail.
+                Ok(sqlx::query_as::<_, OutboxMail>(
+                    "UPDATE mail_outbox SET next_attempt_at = $1 \
+                     WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
+                       AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) \
+                     AND sent_at IS NULL AND next_attempt_at <= $2 \
+                     RETURNING id, recipient, subject, body_text, body_html, attempts",
+                )
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn mark_mail_sent(
+                &self,
+                id: Uuid,
+                now: time::OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE mail_outbox SET sent_at = $1, attempts = attempts + 1, \
+                     last_error = NULL WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn mark_mail_failed(
+                &self,
+                id: Uuid,
+                retry_at: time::OffsetDateTime,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $1, \
+                     last_error = $2 WHERE id = $3",
+                )
+                .bind(retry_at)
+                .bind(error.chars().take(1000).collect::<String>())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")
@@ -595,6 +656,30 @@ macro_rules! sql_store {
 /// only in case are one account (as users expect), while `email` keeps the spelling given.
 fn email_key(email: &str) -> String {
     email.to_lowercase()
+}
+
+const INSERT_MAIL: &str = "INSERT INTO mail_outbox (id, recipient, subject, body_text, \
+     body_html, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+
+/// Binds a queued mail to [`INSERT_MAIL`], for either backend.
+fn bind_mail<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    mail: &'q NewMail,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    time::OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(mail.id)
+        .bind(mail.recipient.as_str())
+        .bind(mail.subject.as_str())
+        .bind(mail.body_text.as_str())
+        .bind(mail.body_html.as_deref())
+        .bind(mail.created_at)
 }
 
 /// Binds a new user to [`INSERT_USER`], for either backend.

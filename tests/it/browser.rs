@@ -63,6 +63,7 @@ async fn start_driver() -> Option<Driver> {
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> fantoccini::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let chromium = std::env::var("CHROMIUM")
         .ok()
         .or_else(|| find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]))

@@ -8,5 +8,6 @@ mod me;
 mod ops;
 mod sessions;
 mod setup;
+mod smtp;
 mod store;
 mod support;

@@ -127,6 +127,8 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
         ("database.url", db.url.as_str()),
         ("database.max_connections", "5"),
         ("password.hash_threads", "2"),
+        // Tests deliver mail themselves (Mailer::deliver_due), never racing the sender task.
+        ("smtp.poll_interval_secs", "3600"),
     ];
     pairs.extend_from_slice(extra);
     Config::from_overrides(&pairs).unwrap()

@@ -77,3 +77,6 @@ action-session-ended = Device signed out
 action-reauthentication-failed = Wrong password when confirming a change
 action-password-changed = Password changed
 action-profile-changed = Profile changed
+mail-password-changed-subject = Your Gotthard password was changed
+mail-password-changed-body = Your password was changed at { $time } (UTC) from { $ip } ({ $device }). Every other device was signed out.
+    If this was not you, reset your password at once and review the devices signed in to your account: { $link }

@@ -77,3 +77,6 @@ action-session-ended = Sesión de un dispositivo cerrada
 action-reauthentication-failed = Contraseña incorrecta al confirmar un cambio
 action-password-changed = Contraseña cambiada
 action-profile-changed = Perfil modificado
+mail-password-changed-subject = Se cambió tu contraseña de Gotthard
+mail-password-changed-body = Tu contraseña se cambió el { $time } (UTC) desde { $ip } ({ $device }). Se cerró la sesión en todos los demás dispositivos.
+    Si no fuiste tú, restablece tu contraseña de inmediato y revisa los dispositivos con sesión iniciada en tu cuenta: { $link }

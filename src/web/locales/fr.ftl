@@ -77,3 +77,6 @@ action-session-ended = Appareil déconnecté
 action-reauthentication-failed = Mot de passe erroné lors de la confirmation d’un changement
 action-password-changed = Mot de passe modifié
 action-profile-changed = Profil modifié
+mail-password-changed-subject = Votre mot de passe Gotthard a été modifié
+mail-password-changed-body = Votre mot de passe a été modifié le { $time } (UTC) depuis { $ip } ({ $device }). Tous les autres appareils ont été déconnectés.
+    Si ce n’était pas vous, réinitialisez votre mot de passe immédiatement et vérifiez les appareils connectés à votre compte : { $link }

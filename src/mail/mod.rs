@@ -1,0 +1,143 @@
+//! Mail: an outbox row written in the same transaction as the event that causes it, and a
+//! sender that delivers due rows — over SMTP (lettre) when `smtp.url` is set, else as `.eml`
+//! files under `<data_dir>/mail/` — retrying with backoff while delivery fails.
+
+mod templates;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use templates::password_changed;
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+/// A mail about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A queued mail, claimed for delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxMail {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub attempts: i32,
+}
+
+enum Transport {
+    Folder(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Mails claimed per round.
+const BATCH: i64 = 20;
+/// How long a claimed mail is reserved for its sender (another instance skips it meanwhile).
+const LEASE: time::Duration = time::Duration::minutes(5);
+
+#[derive(Clone)]
+pub struct Mailer {
+    store: Arc<dyn Store>,
+    transport: Arc<Transport>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Self> {
+        let from: Mailbox = config.smtp.from.parse().map_err(|e| {
+            anyhow::anyhow!("configuration key `smtp.from` (env GOTTHARD_SMTP__FROM): {e}")
+        })?;
+        let transport = if config.smtp.url.is_empty() {
+            let folder = config.data_dir.join("mail");
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create mail folder {}", folder.display()))?;
+            Transport::Folder(folder)
+        } else {
+            let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp.url)
+                .map_err(|e| {
+                    anyhow::anyhow!("configuration key `smtp.url` (env GOTTHARD_SMTP__URL): {e}")
+                })?
+                .timeout(Some(std::time::Duration::from_secs(20)))
+                .build();
+            Transport::Smtp(smtp)
+        };
+        Ok(Self {
+            store,
+            transport: Arc::new(transport),
+            from,
+        })
+    }
+
+    /// Delivers the mails that are due; returns how many were delivered. A failure is
+    /// recorded on the mail, which waits `30 s × 2^attempts` (at most an hour) for its retry.
+    pub async fn deliver_due(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let claimed = self.store.claim_due_mail(now, now + LEASE, BATCH).await?;
+        let mut delivered = 0;
+        for mail in claimed {
+            match self.deliver(&mail).await {
+                Ok(()) => {
+                    self.store.mark_mail_sent(mail.id, now).await?;
+                    delivered += 1;
+                }
+                Err(err) => {
+                    let attempts = mail.attempts + 1;
+                    let wait = 30i64.saturating_mul(1 << attempts.min(7)).min(3600);
+                    tracing::warn!(mail_id = %mail.id, attempts, error = %err, "mail delivery failed; will retry");
+                    self.store
+                        .mark_mail_failed(mail.id, now + time::Duration::seconds(wait), &err)
+                        .await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn deliver(&self, mail: &OutboxMail) -> Result<(), String> {
+        let to: Mailbox = mail
+            .recipient
+            .parse()
+            .map_err(|e| format!("recipient: {e}"))?;
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .message_id(Some(format!("<{}@gotthard>", mail.id.simple())));
+        let message = match &mail.body_html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                mail.body_text.clone(),
+                html.clone(),
+            )),
+            None => builder.body(mail.body_text.clone()),
+        }
+        .map_err(|e| format!("message: {e}"))?;
+        match &*self.transport {
+            // Named by the outbox id: a retry after a crash rewrites the same file.
+            Transport::Folder(folder) => {
+                let path = folder.join(format!("{}.eml", mail.id));
+                tokio::fs::write(&path, message.formatted())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
