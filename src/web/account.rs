@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{HtmlForm, PageContext, SignedIn, csrf};
+use super::{HtmlForm, PageContext, SignedIn};
 use crate::AppState;
 use crate::api::activity::ActivityQuery;
 use crate::audit::Action;
@@ -58,12 +58,7 @@ pub async fn page(
             ),
         ],
     );
-    let (jar, token) = csrf::issue(
-        &state.keyring,
-        page.jar.clone(),
-        state.config.is_https(),
-        &signed_in.cookie,
-    );
+    let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
     let html = state.pages.render(
         "account.html",
         tr,
@@ -124,12 +119,7 @@ pub async fn sessions(
         }
         _ => None,
     };
-    let (jar, token) = csrf::issue(
-        &state.keyring,
-        page.jar.clone(),
-        state.config.is_https(),
-        &signed_in.cookie,
-    );
+    let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
     let html = state.pages.render(
         "sessions.html",
         tr,
@@ -152,14 +142,7 @@ pub async fn end_session(
     Path(id): Path<String>,
     HtmlForm(form): HtmlForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let https = state.config.is_https();
-    csrf::verify(
-        &state.keyring,
-        &page.jar,
-        https,
-        &signed_in.cookie,
-        &form.csrf,
-    )?;
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let id: Uuid = id.parse().map_err(|_| WebError::NotFound)?;
     let ended = state
         .sessions
@@ -184,14 +167,7 @@ pub async fn end_other_sessions(
     signed_in: SignedIn,
     HtmlForm(form): HtmlForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let https = state.config.is_https();
-    csrf::verify(
-        &state.keyring,
-        &page.jar,
-        https,
-        &signed_in.cookie,
-        &form.csrf,
-    )?;
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let count = state
         .sessions
         .end_others(

@@ -33,8 +33,7 @@ fn render_form(
     email: &str,
     error: Option<String>,
 ) -> Result<Response, WebError> {
-    let https = state.config.is_https();
-    let (jar, token) = csrf::issue(&state.keyring, page.jar, https, "");
+    let (jar, token) = page.csrf_token(state, "");
     let html = state.pages.render(
         "login.html",
         &page.tr,
@@ -57,7 +56,7 @@ pub async fn submit(
     HtmlForm(form): HtmlForm<LoginForm>,
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
-    csrf::verify(&state.keyring, &page.jar, https, "", &form.csrf)?;
+    page.check_csrf(&state, "", &form.csrf)?;
     if form.email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");
         return render_form(
@@ -122,13 +121,7 @@ pub async fn logout(
     HtmlForm(form): HtmlForm<LogoutForm>,
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
-    csrf::verify(
-        &state.keyring,
-        &page.jar,
-        https,
-        &signed_in.cookie,
-        &form.csrf,
-    )?;
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     state
         .sessions
         .end_by_logout(&signed_in.session, &page.client, state.clock.now())

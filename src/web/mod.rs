@@ -121,6 +121,35 @@ impl FromRequestParts<AppState> for PageContext {
     }
 }
 
+impl PageContext {
+    /// The CSRF token for this page's forms (and the CSRF cookie, when the browser has none).
+    /// `binding` is the session cookie once signed in, empty before.
+    pub fn csrf_token(&self, state: &AppState, binding: &str) -> (CookieJar, String) {
+        csrf::issue(
+            &state.keyring,
+            self.jar.clone(),
+            state.config.is_https(),
+            binding,
+        )
+    }
+
+    /// Checks the CSRF token a form sent back.
+    pub fn check_csrf(
+        &self,
+        state: &AppState,
+        binding: &str,
+        submitted: &str,
+    ) -> Result<(), WebError> {
+        csrf::verify(
+            &state.keyring,
+            &self.jar,
+            state.config.is_https(),
+            binding,
+            submitted,
+        )
+    }
+}
+
 /// The peer address and User-Agent of a request. (Proxy headers are not trusted yet: that
 /// comes with the configured list of trusted proxies.)
 pub fn client_info(parts: &Parts) -> ClientInfo {

@@ -39,7 +39,7 @@ fn render(
     name: &str,
     error: Option<String>,
 ) -> Result<Response, WebError> {
-    let (jar, csrf) = csrf::issue(&state.keyring, page.jar, state.config.is_https(), "");
+    let (jar, csrf) = page.csrf_token(state, "");
     let html = state.pages.render(
         "setup.html",
         &page.tr,
@@ -69,7 +69,7 @@ pub async fn submit(
     HtmlForm(form): HtmlForm<SetupForm>,
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
-    csrf::verify(&state.keyring, &page.jar, https, "", &form.csrf)?;
+    page.check_csrf(&state, "", &form.csrf)?;
     let now = state.clock.now();
     // An unusable link is refused before anything else is looked at.
     state.first_start.check_link(&form.token, now).await?;
