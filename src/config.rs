@@ -25,6 +25,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub smtp: SmtpConfig,
     pub password: PasswordConfig,
+    pub lockout: LockoutConfig,
     pub sessions: SessionsConfig,
     pub activity: ActivityConfig,
     pub maintenance: MaintenanceConfig,
@@ -76,6 +77,15 @@ pub struct PasswordConfig {
     pub min_length: usize,
     pub hash_threads: usize,
     pub queue_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutConfig {
+    pub min_threshold: i32,
+    pub max_threshold: i32,
+    pub default_threshold: i32,
+    pub unlock_link_ttl_minutes: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +324,35 @@ impl Config {
                 "http.body_limit_bytes",
                 "GOTTHARD_HTTP__BODY_LIMIT_BYTES",
                 "must be at least 1024",
+            ));
+        }
+        let lockout = &self.lockout;
+        if !(1..=1000).contains(&lockout.min_threshold) {
+            return Err(invalid(
+                "lockout.min_threshold",
+                "GOTTHARD_LOCKOUT__MIN_THRESHOLD",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(lockout.min_threshold..=1000).contains(&lockout.max_threshold) {
+            return Err(invalid(
+                "lockout.max_threshold",
+                "GOTTHARD_LOCKOUT__MAX_THRESHOLD",
+                "must be between lockout.min_threshold and 1000",
+            ));
+        }
+        if !(lockout.min_threshold..=lockout.max_threshold).contains(&lockout.default_threshold) {
+            return Err(invalid(
+                "lockout.default_threshold",
+                "GOTTHARD_LOCKOUT__DEFAULT_THRESHOLD",
+                "must be between lockout.min_threshold and lockout.max_threshold",
+            ));
+        }
+        if !(1..=7 * 24 * 60).contains(&lockout.unlock_link_ttl_minutes) {
+            return Err(invalid(
+                "lockout.unlock_link_ttl_minutes",
+                "GOTTHARD_LOCKOUT__UNLOCK_LINK_TTL_MINUTES",
+                "must be between 1 and 10080",
             ));
         }
         let sessions = &self.sessions;

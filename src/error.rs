@@ -25,6 +25,8 @@ pub enum WebError {
     Busy,
     #[error("setup link unusable")]
     SetupLinkUnusable,
+    #[error("unlock link unusable")]
+    UnlockLinkUnusable,
     #[error("not signed in")]
     NotSignedIn,
     #[error("not found")]
@@ -49,6 +51,7 @@ impl WebError {
             WebError::Csrf => (StatusCode::FORBIDDEN, "error-csrf"),
             WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
             WebError::SetupLinkUnusable => (StatusCode::GONE, "setup-link-unusable"),
+            WebError::UnlockLinkUnusable => (StatusCode::GONE, "unlock-link-unusable"),
             WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
             WebError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
             WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),

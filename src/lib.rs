@@ -33,7 +33,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::accounts::{Accounts, FirstStart, PasswordHasher, PasswordPolicy};
+use crate::accounts::{
+    Accounts, FirstStart, LockoutPolicy, MailContext, PasswordHasher, PasswordPolicy,
+};
 use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
@@ -72,11 +74,22 @@ impl AppState {
             .with_context(|| format!("cannot open database {}", redact(&url)))?;
         store.migrate().await.context("database migration failed")?;
         let hasher = PasswordHasher::start(&config.password, hash_threads)?;
+        let pages = Arc::new(Pages::load()?);
         let accounts = Accounts::new(
             store.clone(),
             hasher,
             PasswordPolicy {
                 min_length: config.password.min_length,
+            },
+            LockoutPolicy {
+                min_threshold: config.lockout.min_threshold,
+                max_threshold: config.lockout.max_threshold,
+                default_threshold: config.lockout.default_threshold,
+            },
+            MailContext {
+                issuer: config.issuer.clone(),
+                i18n: pages.i18n.clone(),
+                unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
             },
         );
         let first_start = FirstStart::new(
@@ -107,7 +120,7 @@ impl AppState {
             accounts,
             store,
             keyring: Arc::new(keyring),
-            pages: Arc::new(Pages::load()?),
+            pages,
             metrics: Arc::new(Metrics::new()),
             clock: Clock::default(),
             config: Arc::new(config),

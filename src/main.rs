@@ -63,6 +63,11 @@ enum UserCommand {
     },
     /// List users.
     List,
+    /// Unlock an account locked after too many wrong passwords.
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,12 +194,36 @@ async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
         UserCommand::List => {
             for user in state.accounts.list_users().await? {
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     user.id,
                     user.email,
                     user.name,
-                    if user.is_admin { "admin" } else { "" }
+                    if user.is_admin { "admin" } else { "" },
+                    if user.locked_at.is_some() {
+                        "locked"
+                    } else {
+                        ""
+                    }
                 );
+            }
+        }
+        UserCommand::Unlock { email } => {
+            let normalized = gotthard::accounts::normalize_email(&email)
+                .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
+            let user = state
+                .store
+                .user_by_email(&normalized)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
+            let client = gotthard::audit::ClientInfo::new("cli", "gotthard user unlock");
+            if state
+                .accounts
+                .unlock_by_admin(user.id, None, &client, state.clock.now())
+                .await?
+            {
+                println!("unlocked {}", user.email);
+            } else {
+                println!("{} was not locked", user.email);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Accounts: users, their passwords, and the first-start setup of the first administrator.
 
 mod email;
+pub mod lockout;
 pub mod password;
 mod setup;
 
@@ -10,6 +11,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use email::{EmailProblem, MAX_EMAIL_LEN, normalize_email};
+pub use lockout::{
+    Attempt, LockoutPolicy, SecurityError, SecuritySettings, ThresholdOutOfRange, UnlockError,
+    UnlockToken,
+};
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
@@ -42,6 +47,7 @@ pub struct NewUser {
     pub name: String,
     pub password_hash: Option<String>,
     pub is_admin: bool,
+    pub lockout_threshold: i32,
     pub created_at: OffsetDateTime,
 }
 
@@ -120,15 +126,39 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     policy: PasswordPolicy,
+    lockout: LockoutPolicy,
+    /// What mails about the account need: the public URL, texts, link lifetime.
+    mail: MailContext,
+}
+
+/// What the account's mails need: links start at the configured issuer (never the request's
+/// Host header), texts come in the user's language.
+#[derive(Clone)]
+pub struct MailContext {
+    pub issuer: String,
+    pub i18n: Arc<crate::web::I18n>,
+    pub unlock_link_ttl: time::Duration,
 }
 
 impl Accounts {
-    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, policy: PasswordPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        lockout: LockoutPolicy,
+        mail: MailContext,
+    ) -> Self {
         Self {
             store,
             hasher,
             policy,
+            lockout,
+            mail,
         }
+    }
+
+    pub fn lockout_policy(&self) -> LockoutPolicy {
+        self.lockout
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -157,6 +187,7 @@ impl Accounts {
             name: name.to_string(),
             password_hash: Some(password_hash),
             is_admin,
+            lockout_threshold: self.lockout.default_threshold,
             created_at: now,
         })
     }
@@ -218,7 +249,9 @@ impl Accounts {
             .await
     }
 
-    /// The one path every password check takes.
+    /// The one path every password check takes. The attempt is counted before argon2 runs;
+    /// a locked account (or one without a password, or no account) costs the same verify
+    /// against the dummy hash and gets the same answer as a wrong password.
     async fn verify(
         &self,
         user: Option<User>,
@@ -227,32 +260,52 @@ impl Accounts {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<User, LoginError> {
-        let phc = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let attempt = match &user {
+            Some(u) if u.password_hash.is_some() => match self.store.count_attempt(u.id).await? {
+                Some((n, threshold)) => Attempt::Counted { n, threshold },
+                None => Attempt::Refused,
+            },
+            _ => Attempt::Refused,
+        };
+        let phc = match attempt {
+            Attempt::Counted { .. } => user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            Attempt::Refused => None,
+        };
         let verification = self.hasher.verify(password, phc).await?;
-        match (user, verification) {
-            (Some(user), Verification::Match { rehashed }) => {
-                if let Some(fresh) = rehashed {
-                    self.store.set_password_hash(user.id, &fresh, now).await?;
-                }
-                Ok(user)
+        let Some(user) = user else {
+            return Err(LoginError::WrongCredentials);
+        };
+        if let (Attempt::Counted { .. }, Verification::Match { rehashed }) =
+            (attempt, &verification)
+        {
+            self.store.reset_attempts(user.id).await?;
+            if let Some(fresh) = rehashed {
+                self.store.set_password_hash(user.id, fresh, now).await?;
             }
-            (Some(user), Verification::Mismatch) => {
-                let (action, details) = match purpose {
-                    PasswordCheck::Login => (
-                        Action::LoginFailed,
-                        serde_json::json!({ "reason": "wrong_password", "method": "password" }),
-                    ),
-                    other => (
-                        Action::ReauthenticationFailed,
-                        serde_json::json!({ "reason": "wrong_password", "for": other.as_str() }),
-                    ),
-                };
-                let event = ActivityEvent::new(Some(user.id), action, client, details, now);
-                self.store.record_event(&event).await?;
-                Err(LoginError::WrongCredentials)
-            }
-            (None, _) => Err(LoginError::WrongCredentials),
+            return Ok(user);
         }
+        let reason = match attempt {
+            Attempt::Counted { .. } => "wrong_password",
+            Attempt::Refused if user.password_hash.is_none() => "no_password",
+            Attempt::Refused => "locked",
+        };
+        let mut details = serde_json::json!({ "reason": reason, "method": "password" });
+        if let Attempt::Counted { n, .. } = attempt {
+            details["attempt"] = n.into();
+        }
+        let action = match purpose {
+            PasswordCheck::Login => Action::LoginFailed,
+            other => {
+                details["for"] = other.as_str().into();
+                Action::ReauthenticationFailed
+            }
+        };
+        let event = ActivityEvent::new(Some(user.id), action, client, details, now);
+        self.store.record_event(&event).await?;
+        if attempt.locks_on_failure() {
+            self.lock(&user, client, now).await?;
+        }
+        Err(LoginError::WrongCredentials)
     }
 
     /// Sets a new password after the current one was confirmed: checks the rules, ends every

@@ -6,6 +6,7 @@
 pub mod activity;
 mod me;
 mod problem;
+mod security;
 mod sessions;
 
 use axum::Json;
@@ -38,6 +39,10 @@ use crate::web::{SignedIn, client_info, csrf};
         me::update,
         me::change_password,
         me::delete,
+        security::show,
+        security::update,
+        security::members,
+        security::unlock,
         sessions::list,
         sessions::end,
         sessions::end_others,
@@ -54,6 +59,9 @@ use crate::web::{SignedIn, client_info, csrf};
         me::PasswordChange,
         me::PasswordChanged,
         me::AccountDeletion,
+        security::Security,
+        security::MemberView,
+        security::MemberList,
         CsrfToken,
         sessions::SessionList,
         sessions::SessionView,
@@ -64,6 +72,7 @@ use crate::web::{SignedIn, client_info, csrf};
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
+        (name = "organizations", description = "What organization administrators do for their members"),
         (name = "sessions", description = "Account access: the devices signed in to the account"),
         (name = "activity", description = "Account activity: what happened to the account")
     )
@@ -76,6 +85,9 @@ pub fn routes() -> Router<AppState> {
         .route("/csrf", get(csrf_token))
         .route("/me", get(me::show).patch(me::update).delete(me::delete))
         .route("/me/password", post(me::change_password))
+        .route("/me/security", get(security::show).put(security::update))
+        .route("/orgs/{org}/members", get(security::members))
+        .route("/orgs/{org}/members/{user}/unlock", post(security::unlock))
         .route("/me/sessions", get(sessions::list))
         .route("/me/sessions/revoke-others", post(sessions::end_others))
         .route("/me/sessions/{id}", delete(sessions::end))

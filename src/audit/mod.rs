@@ -38,11 +38,14 @@ pub enum Action {
     ReauthenticationFailed,
     PasswordChanged,
     ProfileChanged,
+    AccountLocked,
+    AccountUnlocked,
+    SecuritySettingsChanged,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 11] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -51,6 +54,9 @@ impl Action {
         Action::ReauthenticationFailed,
         Action::PasswordChanged,
         Action::ProfileChanged,
+        Action::AccountLocked,
+        Action::AccountUnlocked,
+        Action::SecuritySettingsChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +69,9 @@ impl Action {
             Action::ReauthenticationFailed => "reauthentication.failed",
             Action::PasswordChanged => "password.changed",
             Action::ProfileChanged => "profile.changed",
+            Action::AccountLocked => "account.locked",
+            Action::AccountUnlocked => "account.unlocked",
+            Action::SecuritySettingsChanged => "security.changed",
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The texts of Gotthard's mails, in the recipient's language.
+//! The texts of Gotthard's mails, in the recipient's language (their chosen locale, else
+//! English). Each mail is a subject and a body from the locale files, as text and HTML.
+
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -12,10 +15,45 @@ use crate::web::I18n;
 
 /// "Your password was changed", with when, from where, and the link to the sessions page.
 pub fn password_changed(
-    i18n: &std::sync::Arc<I18n>,
+    i18n: &Arc<I18n>,
     user: &User,
     client: &ClientInfo,
     issuer: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    let link = format!("{issuer}/account/sessions");
+    compose(i18n, user, "mail-password-changed", client, &link, now)
+}
+
+/// "Your account was locked", with the unlock link.
+pub fn account_locked(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    unlock_link: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    compose(i18n, user, "mail-account-locked", client, unlock_link, now)
+}
+
+/// The unlock link the owner asked for at `/unlock`.
+pub fn unlock_link(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    unlock_link: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    compose(i18n, user, "mail-unlock-link", client, unlock_link, now)
+}
+
+/// `<key>-subject` and `<key>-body` with the time, address, device and link filled in.
+fn compose(
+    i18n: &Arc<I18n>,
+    user: &User,
+    key: &str,
+    client: &ClientInfo,
+    link: &str,
     now: OffsetDateTime,
 ) -> NewMail {
     let tr = i18n.negotiate(user.locale.as_deref());
@@ -24,9 +62,9 @@ pub fn password_changed(
         ("time", now.format(&Rfc3339).unwrap_or_default()),
         ("ip", client.ip.clone()),
         ("device", device.summary()),
-        ("link", format!("{issuer}/account/sessions")),
+        ("link", link.to_string()),
     ];
-    let text = tr.t_with("mail-password-changed-body", &args);
+    let text = tr.t_with(&format!("{key}-body"), &args);
     let html = format!(
         "<!doctype html><html lang=\"{}\"><body><p>{}</p></body></html>",
         tr.lang(),
@@ -35,7 +73,7 @@ pub fn password_changed(
     NewMail {
         id: Uuid::now_v7(),
         recipient: user.email.clone(),
-        subject: tr.t("mail-password-changed-subject"),
+        subject: tr.t(&format!("{key}-subject")),
         body_text: text,
         body_html: Some(html),
         created_at: now,

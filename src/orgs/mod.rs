@@ -62,6 +62,8 @@ pub struct Member {
     pub email: String,
     pub name: String,
     pub role: OrgRole,
+    /// Locked after too many wrong passwords.
+    pub locked: bool,
 }
 
 pub const MAX_ORG_NAME_CHARS: usize = 200;
@@ -171,15 +173,26 @@ impl Orgs {
         caller: Uuid,
         member: Uuid,
     ) -> Result<(), OrgAccess> {
-        match self.store.membership_role(org_id, caller).await? {
-            None => return Err(OrgAccess::NotFound),
-            Some(OrgRole::Member) => return Err(OrgAccess::Forbidden),
-            Some(OrgRole::Admin | OrgRole::LegalRepresentative) => {}
-        }
+        self.require_admin(org_id, caller).await?;
         match self.store.membership_role(org_id, member).await? {
             Some(_) => Ok(()),
             None => Err(OrgAccess::NotFound),
         }
+    }
+
+    /// The caller is an admin or legal representative of `org_id` (403 for a plain member,
+    /// 404 for an outsider).
+    pub async fn require_admin(&self, org_id: Uuid, caller: Uuid) -> Result<(), OrgAccess> {
+        match self.store.membership_role(org_id, caller).await? {
+            None => Err(OrgAccess::NotFound),
+            Some(OrgRole::Member) => Err(OrgAccess::Forbidden),
+            Some(OrgRole::Admin | OrgRole::LegalRepresentative) => Ok(()),
+        }
+    }
+
+    /// The members of an organization, for its administrators.
+    pub async fn members_by_id(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
+        self.store.members_of_org(org_id).await
     }
 
     pub async fn list(&self) -> Result<Vec<Organization>, StoreError> {

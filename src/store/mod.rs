@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::accounts::{NewUser, SetupToken, User};
+use crate::accounts::{NewUser, SecuritySettings, SetupToken, UnlockToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
 use crate::mail::{NewMail, OutboxMail};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
@@ -64,6 +64,53 @@ pub trait Store: Send + Sync {
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     async fn count_users(&self) -> Result<i64, StoreError>;
+    // Lockout.
+    /// Counts one password attempt *before* the password is checked, in one atomic update:
+    /// the failure count goes up unless the account is locked or already at its threshold.
+    /// Returns `(count, threshold)`, or `None` when the attempt is refused.
+    async fn count_attempt(&self, user_id: Uuid) -> Result<Option<(i32, i32)>, StoreError>;
+    /// A right password: the count starts again (unless a lock came first).
+    async fn reset_attempts(&self, user_id: Uuid) -> Result<(), StoreError>;
+    /// Locks the account if its count reached its threshold and it is not locked yet: with
+    /// the event, the owner's mail and a new unlock link (older links void), in one
+    /// transaction. `false` when it was already locked.
+    async fn lock_account(
+        &self,
+        user_id: Uuid,
+        link: &UnlockToken,
+        event: &ActivityEvent,
+        mail: &NewMail,
+    ) -> Result<bool, StoreError>;
+    /// Unlocks (administrator, operator): clears the lock and the count and voids unlock
+    /// links, with the event. `false` when it was not locked.
+    async fn unlock_account(
+        &self,
+        user_id: Uuid,
+        event: &ActivityEvent,
+    ) -> Result<bool, StoreError>;
+    /// A new unlock link for a locked account (older unused links void) with its mail; `false`
+    /// when the account is not locked or a link was sent since `not_since` (rate limit).
+    async fn issue_unlock_token(
+        &self,
+        link: &UnlockToken,
+        not_since: OffsetDateTime,
+        mail: &NewMail,
+    ) -> Result<bool, StoreError>;
+    async fn unlock_token(&self, digest: &TokenDigest) -> Result<Option<UnlockToken>, StoreError>;
+    /// Uses the link (once, before it expires) and unlocks its account, with the event.
+    async fn unlock_by_token(
+        &self,
+        digest: &TokenDigest,
+        event: &ActivityEvent,
+    ) -> Result<bool, StoreError>;
+    /// Writes the security settings with the event.
+    async fn update_security(
+        &self,
+        user_id: Uuid,
+        settings: &SecuritySettings,
+        event: &ActivityEvent,
+    ) -> Result<User, StoreError>;
+
     /// Sets the password hash, ends every other session of the user and records the event,
     /// in one transaction; returns how many sessions ended.
     async fn change_password(

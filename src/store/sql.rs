@@ -7,7 +7,7 @@ use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
 use super::{Backend, Store, StoreError};
-use crate::accounts::{NewUser, SetupToken, User};
+use crate::accounts::{NewUser, SecuritySettings, SetupToken, UnlockToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
 use crate::mail::{NewMail, OutboxMail};
 use crate::orgs::{Member, Membership, OrgRole, Organization};
@@ -22,7 +22,8 @@ const INSERT_EVENT: &str = "INSERT INTO activity_events \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, password_hash, \
-     is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+     is_admin, lockout_threshold, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
 
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $db:ty, $backend:expr, $migrator:expr) => {
@@ -33,6 +34,24 @@ macro_rules! sql_store {
         impl $store {
             pub fn new(pool: $pool) -> Self {
                 Self { pool }
+            }
+
+            /// Writes an unlock link (its digest) inside the caller's transaction.
+            async fn insert_unlock_token(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                link: &UnlockToken,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO unlock_tokens (token_hash, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(link.digest.as_bytes())
+                .bind(link.user_id)
+                .bind(link.created_at)
+                .bind(link.expires_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
             }
         }
 
@@ -86,6 +105,212 @@ macro_rules! sql_store {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(n)
+            }
+
+            async fn count_attempt(
+                &self,
+                user_id: Uuid,
+            ) -> Result<Option<(i32, i32)>, StoreError> {
+                // The decision is the WHERE of one UPDATE: no read-modify-write, so parallel
+                // attempts on any number of instances can never pass the threshold.
+                Ok(sqlx::query_as(
+                    "UPDATE users SET failed_attempts = failed_attempts + 1 \
+                     WHERE id = $1 AND locked_at IS NULL AND failed_attempts < lockout_threshold \
+                     RETURNING failed_attempts, lockout_threshold",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn reset_attempts(&self, user_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE users SET failed_attempts = 0 WHERE id = $1 AND locked_at IS NULL",
+                )
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn lock_account(
+                &self,
+                user_id: Uuid,
+                link: &UnlockToken,
+                event: &ActivityEvent,
+                mail: &NewMail,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let locked = sqlx::query(
+                    "UPDATE users SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL \
+                     AND failed_attempts >= lockout_threshold",
+                )
+                .bind(event.created_at)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if locked {
+                    sqlx::query("DELETE FROM unlock_tokens WHERE user_id = $1 AND used_at IS NULL")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::insert_unlock_token(&mut tx, link).await?;
+                    bind_event(sqlx::query(INSERT_EVENT), event)
+                        .execute(&mut *tx)
+                        .await?;
+                    bind_mail(sqlx::query(INSERT_MAIL), mail)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(locked)
+            }
+
+            async fn unlock_account(
+                &self,
+                user_id: Uuid,
+                event: &ActivityEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let unlocked = sqlx::query(
+                    "UPDATE users SET locked_at = NULL, failed_attempts = 0 \
+                     WHERE id = $1 AND locked_at IS NOT NULL",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if unlocked {
+                    sqlx::query("DELETE FROM unlock_tokens WHERE user_id = $1 AND used_at IS NULL")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    bind_event(sqlx::query(INSERT_EVENT), event)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(unlocked)
+            }
+
+            async fn issue_unlock_token(
+                &self,
+                link: &UnlockToken,
+                not_since: time::OffsetDateTime,
+                mail: &NewMail,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Voiding the older links is also the write that serializes two requests.
+                sqlx::query("DELETE FROM unlock_tokens WHERE user_id = $1 AND used_at IS NULL \
+                             AND created_at < $2")
+                    .bind(link.user_id)
+                    .bind(not_since)
+                    .execute(&mut *tx)
+                    .await?;
+                let (recent,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM unlock_tokens WHERE user_id = $1 AND created_at >= $2",
+                )
+                .bind(link.user_id)
+                .bind(not_since)
+                .fetch_one(&mut *tx)
+                .await?;
+                let (locked,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM users WHERE id = $1 AND locked_at IS NOT NULL",
+                )
+                .bind(link.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if recent > 0 || locked == 0 {
+                    return Ok(false);
+                }
+                Self::insert_unlock_token(&mut tx, link).await?;
+                bind_mail(sqlx::query(INSERT_MAIL), mail)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn unlock_token(
+                &self,
+                digest: &TokenDigest,
+            ) -> Result<Option<UnlockToken>, StoreError> {
+                let row: Option<(Uuid, time::OffsetDateTime, time::OffsetDateTime, Option<time::OffsetDateTime>)> =
+                    sqlx::query_as(
+                        "SELECT user_id, created_at, expires_at, used_at FROM unlock_tokens \
+                         WHERE token_hash = $1",
+                    )
+                    .bind(digest.as_bytes())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(user_id, created_at, expires_at, used_at)| UnlockToken {
+                    digest: *digest,
+                    user_id,
+                    created_at,
+                    expires_at,
+                    used_at,
+                }))
+            }
+
+            async fn unlock_by_token(
+                &self,
+                digest: &TokenDigest,
+                event: &ActivityEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let used: Option<(Uuid,)> = sqlx::query_as(
+                    "UPDATE unlock_tokens SET used_at = $1 \
+                     WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                     RETURNING user_id",
+                )
+                .bind(event.created_at)
+                .bind(digest.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((user_id,)) = used else {
+                    return Ok(false);
+                };
+                sqlx::query(
+                    "UPDATE users SET locked_at = NULL, failed_attempts = 0 WHERE id = $1",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn update_security(
+                &self,
+                user_id: Uuid,
+                settings: &SecuritySettings,
+                event: &ActivityEvent,
+            ) -> Result<User, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "UPDATE users SET lockout_threshold = $1, notify_on_success = $2, \
+                     notify_on_failure = $3, updated_at = $4 WHERE id = $5 \
+                     RETURNING {USER_COLUMNS}"
+                );
+                let user = sqlx::query_as::<_, User>(&sql)
+                    .bind(settings.lockout_threshold)
+                    .bind(settings.notify_on_success)
+                    .bind(settings.notify_on_failure)
+                    .bind(event.created_at)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn change_password(
@@ -237,21 +462,23 @@ macro_rules! sql_store {
             }
 
             async fn members_of_org(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
-                let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-                    "SELECT u.id, u.email, u.name, m.role FROM memberships m \
-                     JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email_key",
+                let rows: Vec<(Uuid, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT u.id, u.email, u.name, m.role, u.locked_at IS NOT NULL \
+                     FROM memberships m JOIN users u ON u.id = m.user_id \
+                     WHERE m.org_id = $1 ORDER BY u.email_key",
                 )
                 .bind(org_id)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .filter_map(|(user_id, email, name, role)| {
+                    .filter_map(|(user_id, email, name, role, locked)| {
                         Some(Member {
                             user_id,
                             email,
                             name,
                             role: role.parse().ok()?,
+                            locked,
                         })
                     })
                     .collect())
@@ -694,6 +921,7 @@ where
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     time::OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     query
@@ -703,6 +931,7 @@ where
         .bind(user.name.as_str())
         .bind(user.password_hash.as_deref())
         .bind(user.is_admin)
+        .bind(user.lockout_threshold)
         .bind(user.created_at)
 }
 

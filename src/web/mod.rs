@@ -6,7 +6,9 @@ pub mod csrf;
 mod forms;
 pub mod i18n;
 mod login;
+mod security;
 mod setup;
+mod unlock;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +41,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("account.html", include_str!("templates/account.html")),
     ("sessions.html", include_str!("templates/sessions.html")),
     ("activity.html", include_str!("templates/activity.html")),
+    ("unlock.html", include_str!("templates/unlock.html")),
+    (
+        "unlock_confirm.html",
+        include_str!("templates/unlock_confirm.html"),
+    ),
+    ("security.html", include_str!("templates/security.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
@@ -79,6 +87,15 @@ pub fn routes() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/sessions", get(account::sessions))
         .route("/account/activity", get(account::activity))
+        .route(
+            "/account/security",
+            get(security::page).post(security::save),
+        )
+        .route("/unlock", get(unlock::form).post(unlock::request))
+        .route(
+            "/unlock/confirm",
+            get(unlock::confirm_page).post(unlock::confirm),
+        )
         .route(
             "/account/sessions/end-others",
             axum::routing::post(account::end_other_sessions),

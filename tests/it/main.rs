@@ -3,6 +3,7 @@
 mod activity;
 mod browser;
 mod cli;
+mod lockout;
 mod login;
 mod me;
 mod ops;

@@ -24,6 +24,7 @@ fn new_user(email: &str, at: OffsetDateTime) -> NewUser {
         name: "Ada".to_string(),
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string()),
         is_admin: false,
+        lockout_threshold: 10,
         created_at: at,
     }
 }

@@ -80,3 +80,32 @@ action-profile-changed = Profile changed
 mail-password-changed-subject = Your Gotthard password was changed
 mail-password-changed-body = Your password was changed at { $time } (UTC) from { $ip } ({ $device }). Every other device was signed out.
     If this was not you, reset your password at once and review the devices signed in to your account: { $link }
+action-account-locked = Account locked
+action-account-unlocked = Account unlocked
+action-security-changed = Security settings changed
+mail-account-locked-subject = Your Gotthard account is locked
+mail-account-locked-body = After too many wrong passwords in a row, the last at { $time } (UTC) from { $ip } ({ $device }), your account is locked: its password is refused until it is unlocked. Devices already signed in stay signed in.
+    If this was you, unlock it here (the link works once, for one hour): { $link }
+    If it was not you, someone is guessing your password: unlock it and then choose a new one.
+mail-unlock-link-subject = Unlock your Gotthard account
+mail-unlock-link-body = Someone asked at { $time } (UTC) from { $ip } ({ $device }) to unlock your account. The link works once, for one hour: { $link }
+    If this was not you, ignore this mail: your account stays locked.
+login-unlock-link = Can't sign in? Unlock your account
+unlock-title = Unlock your account
+unlock-intro = If your account was locked after too many wrong passwords, enter its e-mail address: we will send you a link that unlocks it.
+unlock-submit = Send the unlock link
+unlock-sent = If an account with this address is locked, a link to unlock it is on its way. It works once, for one hour.
+unlock-confirm-title = Unlock your account
+unlock-confirm-intro = Press the button to unlock your account. You can then sign in with your password.
+unlock-confirm-submit = Unlock my account
+unlock-done = Your account is unlocked. You can sign in again.
+unlock-link-unusable = This unlock link is invalid, has expired or was already used. Ask for a new one on the unlock page.
+security-title = Security settings
+security-link = Security settings
+security-threshold = Lock my account after this many wrong passwords in a row
+security-threshold-hint = Between { $min } and { $max }. Fewer protects the password better; more forgives typos.
+security-threshold-out-of-range = The number must be between { $min } and { $max }.
+security-notify-success = E-mail me at every sign-in
+security-notify-failure = E-mail me when a sign-in fails
+security-submit = Save
+security-saved = Your security settings were saved.

@@ -80,3 +80,32 @@ action-profile-changed = Perfil modificado
 mail-password-changed-subject = Se cambió tu contraseña de Gotthard
 mail-password-changed-body = Tu contraseña se cambió el { $time } (UTC) desde { $ip } ({ $device }). Se cerró la sesión en todos los demás dispositivos.
     Si no fuiste tú, restablece tu contraseña de inmediato y revisa los dispositivos con sesión iniciada en tu cuenta: { $link }
+action-account-locked = Cuenta bloqueada
+action-account-unlocked = Cuenta desbloqueada
+action-security-changed = Ajustes de seguridad modificados
+mail-account-locked-subject = Tu cuenta de Gotthard está bloqueada
+mail-account-locked-body = Tras demasiadas contraseñas incorrectas seguidas, la última el { $time } (UTC) desde { $ip } ({ $device }), tu cuenta está bloqueada: se rechaza su contraseña hasta que se desbloquee. Los dispositivos con sesión iniciada la conservan.
+    Si fuiste tú, desbloquéala aquí (el enlace funciona una vez, durante una hora): { $link }
+    Si no fuiste tú, alguien está intentando adivinar tu contraseña: desbloquéala y elige otra.
+mail-unlock-link-subject = Desbloquea tu cuenta de Gotthard
+mail-unlock-link-body = Alguien pidió el { $time } (UTC) desde { $ip } ({ $device }) desbloquear tu cuenta. El enlace funciona una vez, durante una hora: { $link }
+    Si no fuiste tú, ignora este correo: tu cuenta sigue bloqueada.
+login-unlock-link = ¿No puedes iniciar sesión? Desbloquea tu cuenta
+unlock-title = Desbloquea tu cuenta
+unlock-intro = Si tu cuenta se bloqueó tras demasiadas contraseñas incorrectas, introduce su correo electrónico: te enviaremos un enlace para desbloquearla.
+unlock-submit = Enviar el enlace de desbloqueo
+unlock-sent = Si hay una cuenta bloqueada con este correo, el enlace para desbloquearla está en camino. Funciona una vez, durante una hora.
+unlock-confirm-title = Desbloquea tu cuenta
+unlock-confirm-intro = Pulsa el botón para desbloquear tu cuenta. Después podrás iniciar sesión con tu contraseña.
+unlock-confirm-submit = Desbloquear mi cuenta
+unlock-done = Tu cuenta está desbloqueada. Ya puedes iniciar sesión.
+unlock-link-unusable = Este enlace de desbloqueo no es válido, ha caducado o ya se usó. Pide otro en la página de desbloqueo.
+security-title = Ajustes de seguridad
+security-link = Ajustes de seguridad
+security-threshold = Bloquear mi cuenta tras este número de contraseñas incorrectas seguidas
+security-threshold-hint = Entre { $min } y { $max }. Menos protege mejor la contraseña; más perdona errores de tecleo.
+security-threshold-out-of-range = El número debe estar entre { $min } y { $max }.
+security-notify-success = Avisarme por correo en cada inicio de sesión
+security-notify-failure = Avisarme por correo cuando falle un inicio de sesión
+security-submit = Guardar
+security-saved = Se guardaron tus ajustes de seguridad.

@@ -80,3 +80,32 @@ action-profile-changed = Profil modifié
 mail-password-changed-subject = Votre mot de passe Gotthard a été modifié
 mail-password-changed-body = Votre mot de passe a été modifié le { $time } (UTC) depuis { $ip } ({ $device }). Tous les autres appareils ont été déconnectés.
     Si ce n’était pas vous, réinitialisez votre mot de passe immédiatement et vérifiez les appareils connectés à votre compte : { $link }
+action-account-locked = Compte verrouillé
+action-account-unlocked = Compte déverrouillé
+action-security-changed = Paramètres de sécurité modifiés
+mail-account-locked-subject = Votre compte Gotthard est verrouillé
+mail-account-locked-body = Après trop de mots de passe erronés d’affilée, le dernier le { $time } (UTC) depuis { $ip } ({ $device }), votre compte est verrouillé : son mot de passe est refusé jusqu’à son déverrouillage. Les appareils déjà connectés le restent.
+    Si c’était vous, déverrouillez-le ici (le lien fonctionne une fois, pendant une heure) : { $link }
+    Si ce n’était pas vous, quelqu’un essaie de deviner votre mot de passe : déverrouillez-le puis choisissez-en un nouveau.
+mail-unlock-link-subject = Déverrouillez votre compte Gotthard
+mail-unlock-link-body = Quelqu’un a demandé le { $time } (UTC) depuis { $ip } ({ $device }) le déverrouillage de votre compte. Le lien fonctionne une fois, pendant une heure : { $link }
+    Si ce n’était pas vous, ignorez ce message : votre compte reste verrouillé.
+login-unlock-link = Impossible de vous connecter ? Déverrouillez votre compte
+unlock-title = Déverrouillez votre compte
+unlock-intro = Si votre compte a été verrouillé après trop de mots de passe erronés, saisissez son adresse e-mail : nous vous enverrons un lien pour le déverrouiller.
+unlock-submit = Envoyer le lien de déverrouillage
+unlock-sent = Si un compte verrouillé existe avec cette adresse, un lien pour le déverrouiller est en route. Il fonctionne une fois, pendant une heure.
+unlock-confirm-title = Déverrouillez votre compte
+unlock-confirm-intro = Appuyez sur le bouton pour déverrouiller votre compte. Vous pourrez ensuite vous connecter avec votre mot de passe.
+unlock-confirm-submit = Déverrouiller mon compte
+unlock-done = Votre compte est déverrouillé. Vous pouvez vous reconnecter.
+unlock-link-unusable = Ce lien de déverrouillage est invalide, a expiré ou a déjà été utilisé. Demandez-en un nouveau sur la page de déverrouillage.
+security-title = Paramètres de sécurité
+security-link = Paramètres de sécurité
+security-threshold = Verrouiller mon compte après ce nombre de mots de passe erronés d’affilée
+security-threshold-hint = Entre { $min } et { $max }. Moins protège mieux le mot de passe ; plus pardonne les fautes de frappe.
+security-threshold-out-of-range = Le nombre doit être compris entre { $min } et { $max }.
+security-notify-success = M’avertir par e-mail à chaque connexion
+security-notify-failure = M’avertir par e-mail quand une connexion échoue
+security-submit = Enregistrer
+security-saved = Vos paramètres de sécurité ont été enregistrés.
