@@ -75,6 +75,11 @@ impl AppState {
         store.migrate().await.context("database migration failed")?;
         let hasher = PasswordHasher::start(&config.password, hash_threads)?;
         let pages = Arc::new(Pages::load()?);
+        let mail_context = MailContext {
+            issuer: config.issuer.clone(),
+            i18n: pages.i18n.clone(),
+            unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
+        };
         let accounts = Accounts::new(
             store.clone(),
             hasher,
@@ -86,11 +91,7 @@ impl AppState {
                 max_threshold: config.lockout.max_threshold,
                 default_threshold: config.lockout.default_threshold,
             },
-            MailContext {
-                issuer: config.issuer.clone(),
-                i18n: pages.i18n.clone(),
-                unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
-            },
+            mail_context.clone(),
         );
         let first_start = FirstStart::new(
             store.clone(),
@@ -110,6 +111,7 @@ impl AppState {
                     ),
                     touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
                 },
+                mail_context,
             ),
             activity: ActivityLog::new(
                 store.clone(),

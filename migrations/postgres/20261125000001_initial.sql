@@ -13,6 +13,7 @@ CREATE TABLE users (
     locked_at          TIMESTAMPTZ,
     lockout_threshold  INTEGER NOT NULL DEFAULT 10,
     notify_on_success  BOOLEAN NOT NULL DEFAULT FALSE,
+    last_failure_alert_at TIMESTAMPTZ,           -- failure alerts are coalesced per account
     notify_on_failure  BOOLEAN NOT NULL DEFAULT FALSE,
     created_at         TIMESTAMPTZ NOT NULL,
     updated_at         TIMESTAMPTZ NOT NULL

@@ -14,6 +14,7 @@ CREATE TABLE users (
     locked_at          TEXT,
     lockout_threshold  INTEGER NOT NULL DEFAULT 10,
     notify_on_success  INTEGER NOT NULL DEFAULT 0,
+    last_failure_alert_at TEXT,                  -- failure alerts are coalesced per account
     notify_on_failure  INTEGER NOT NULL DEFAULT 0,
     created_at         TEXT NOT NULL,
     updated_at         TEXT NOT NULL

@@ -51,6 +51,10 @@ pub struct NewUser {
     pub created_at: OffsetDateTime,
 }
 
+/// Failure alerts to one account: at most one per this period (an attacker guessing
+/// passwords must not flood the owner's mailbox).
+pub const FAILURE_ALERT_PERIOD: time::Duration = time::Duration::minutes(15);
+
 /// Longest display name accepted.
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -301,7 +305,13 @@ impl Accounts {
             }
         };
         let event = ActivityEvent::new(Some(user.id), action, client, details, now);
-        self.store.record_event(&event).await?;
+        let alert = user.notify_on_failure.then(|| {
+            crate::mail::login_failed(&self.mail.i18n, &user, client, &self.mail.issuer, now)
+        });
+        let since = now - FAILURE_ALERT_PERIOD;
+        self.store
+            .record_failure(&event, alert.as_ref().map(|mail| (mail, since)))
+            .await?;
         if attempt.locks_on_failure() {
             self.lock(&user, client, now).await?;
         }

@@ -47,6 +47,30 @@ pub fn unlock_link(
     compose(i18n, user, "mail-unlock-link", client, unlock_link, now)
 }
 
+/// "Someone signed in to your account" (the owner asked for it).
+pub fn login_succeeded(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    let link = format!("{issuer}/account/sessions");
+    compose(i18n, user, "mail-login-succeeded", client, &link, now)
+}
+
+/// "A sign-in to your account failed" (the owner asked for it; coalesced).
+pub fn login_failed(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    let link = format!("{issuer}/account/activity");
+    compose(i18n, user, "mail-login-failed", client, &link, now)
+}
+
 /// `<key>-subject` and `<key>-body` with the time, address, device and link filled in.
 fn compose(
     i18n: &Arc<I18n>,

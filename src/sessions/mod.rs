@@ -8,7 +8,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::accounts::User;
+use crate::accounts::{MailContext, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 use crate::tokens::{OpaqueToken, TokenDigest};
@@ -102,11 +102,16 @@ const PRUNE_BATCH: i64 = 500;
 pub struct Sessions {
     store: Arc<dyn Store>,
     policy: SessionPolicy,
+    mail: MailContext,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, policy: SessionPolicy) -> Self {
-        Self { store, policy }
+    pub fn new(store: Arc<dyn Store>, policy: SessionPolicy, mail: MailContext) -> Self {
+        Self {
+            store,
+            policy,
+            mail,
+        }
     }
 
     /// Starts a session with a fresh random id (never one the browser brought: no fixation)
@@ -136,7 +141,13 @@ impl Sessions {
             serde_json::json!({ "method": method.as_str(), "session_id": session.id }),
             now,
         );
-        self.store.start_session(&session, &event).await?;
+        // The owner's login alert, when they asked for one, goes with the session.
+        let alert = user.notify_on_success.then(|| {
+            crate::mail::login_succeeded(&self.mail.i18n, user, client, &self.mail.issuer, now)
+        });
+        self.store
+            .start_session(&session, &event, alert.as_ref())
+            .await?;
         Ok((token, session.id))
     }
 

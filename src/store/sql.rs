@@ -522,6 +522,7 @@ macro_rules! sql_store {
                 &self,
                 s: &NewSession,
                 event: &ActivityEvent,
+                alert: Option<&NewMail>,
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
@@ -542,8 +543,47 @@ macro_rules! sql_store {
                 bind_event(sqlx::query(INSERT_EVENT), event)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(mail) = alert {
+                    bind_mail(sqlx::query(INSERT_MAIL), mail)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn record_failure(
+                &self,
+                event: &ActivityEvent,
+                alert: Option<(&NewMail, time::OffsetDateTime)>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut queued = false;
+                if let Some((mail, since)) = alert {
+                    // The guard is the WHERE: one alert per account per period, also when
+                    // failures arrive in parallel on several instances.
+                    queued = sqlx::query(
+                        "UPDATE users SET last_failure_alert_at = $1 WHERE id = $2 \
+                         AND (last_failure_alert_at IS NULL OR last_failure_alert_at <= $3)",
+                    )
+                    .bind(event.created_at)
+                    .bind(event.user_id)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if queued {
+                        bind_mail(sqlx::query(INSERT_MAIL), mail)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(queued)
             }
 
             async fn session_by_digest(
@@ -757,7 +797,7 @@ macro_rules! sql_store {
                 Ok(sqlx::query_as::<_, OutboxMail>(
                     "UPDATE mail_outbox SET next_attempt_at = $1 \
                      WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
-                       AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) \
+                       AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3) \
                      AND sent_at IS NULL AND next_attempt_at <= $2 \
                      RETURNING id, recipient, subject, body_text, body_html, attempts",
                 )

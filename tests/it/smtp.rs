@@ -241,3 +241,97 @@ async fn without_smtp_mail_is_written_to_the_data_folder() {
         0
     );
 }
+
+#[tokio::test]
+async fn login_alerts_follow_the_owners_choice_and_failures_are_coalesced() {
+    for db in databases().await {
+        let port = free_port();
+        let smtp_url = format!("smtp://127.0.0.1:{port}");
+        let sink = SmtpSink::start_on(port).await;
+        let app = TestApp::start_with(&db, &[("smtp.url", smtp_url.as_str())]).await;
+        let ada = app.create_user("ada@example.com", PASSWORD).await;
+        app.create_user("bob@example.com", PASSWORD).await;
+        let client = gotthard::audit::ClientInfo::new("test", "test");
+        app.state
+            .accounts
+            .update_security(
+                &ada,
+                gotthard::accounts::SecuritySettings {
+                    lockout_threshold: 10,
+                    notify_on_success: true,
+                    notify_on_failure: true,
+                },
+                &client,
+                app.state.clock.now(),
+            )
+            .await
+            .unwrap();
+
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .user_agent(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+            )
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        assert_eq!(
+            app.login(&browser, "ada@example.com", PASSWORD)
+                .await
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+        for _ in 0..4 {
+            app.login(&browser, "ada@example.com", "wrong-password!")
+                .await;
+        }
+        // bob asked for nothing.
+        app.login(&app.client(), "bob@example.com", PASSWORD).await;
+        app.login(&app.client(), "bob@example.com", "wrong-password!")
+            .await;
+        app.state
+            .mailer
+            .deliver_due(app.state.clock.now())
+            .await
+            .unwrap();
+        let subjects = |sink: &SmtpSink| -> Vec<String> {
+            sink.messages()
+                .iter()
+                .map(|m| {
+                    m.data
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Subject: "))
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            subjects(&sink),
+            [
+                "New sign-in to your Gotthard account",
+                "A sign-in to your Gotthard account failed"
+            ],
+            "{}: four failures, one alert",
+            db.backend
+        );
+        let success = sink.messages()[0].data.replace("=\n", "");
+        assert!(
+            success.contains("127.0.0.1") && success.contains("Firefox 121"),
+            "{success}"
+        );
+        assert!(success.contains(&format!("{}/account/sessions", app.base)));
+        assert!(sink.messages().iter().all(|m| m.to == ["ada@example.com"]));
+
+        // After the coalescing period, the next failure is mailed again.
+        app.state.clock.advance(time::Duration::minutes(16));
+        app.login(&browser, "ada@example.com", "wrong-password!")
+            .await;
+        app.state
+            .mailer
+            .deliver_due(app.state.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(sink.messages().len(), 3);
+    }
+}

@@ -174,7 +174,7 @@ async fn sessions_are_found_by_digest_and_end_once() {
             created_at: at,
         };
         store
-            .start_session(&session, &event(user.id, Action::LoginSucceeded, at))
+            .start_session(&session, &event(user.id, Action::LoginSucceeded, at), None)
             .await
             .unwrap();
         let found = store
@@ -366,7 +366,7 @@ async fn sessions_are_listed_touched_ended_by_owner_and_pruned() {
                 created_at: at + Duration::seconds(i as i64),
             };
             store
-                .start_session(&session, &event(owner, Action::LoginSucceeded, at))
+                .start_session(&session, &event(owner, Action::LoginSucceeded, at), None)
                 .await
                 .unwrap();
             ids.push(session.id);

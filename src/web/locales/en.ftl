@@ -109,3 +109,9 @@ security-notify-success = E-mail me at every sign-in
 security-notify-failure = E-mail me when a sign-in fails
 security-submit = Save
 security-saved = Your security settings were saved.
+mail-login-succeeded-subject = New sign-in to your Gotthard account
+mail-login-succeeded-body = Someone signed in to your account at { $time } (UTC) from { $ip } ({ $device }).
+    If this was not you, sign that device out and change your password: { $link }
+mail-login-failed-subject = A sign-in to your Gotthard account failed
+mail-login-failed-body = A sign-in to your account failed at { $time } (UTC) from { $ip } ({ $device }). Further failures in the next 15 minutes are not mailed again.
+    Your account activity shows every attempt: { $link }

@@ -109,3 +109,9 @@ security-notify-success = Avisarme por correo en cada inicio de sesión
 security-notify-failure = Avisarme por correo cuando falle un inicio de sesión
 security-submit = Guardar
 security-saved = Se guardaron tus ajustes de seguridad.
+mail-login-succeeded-subject = Nuevo inicio de sesión en tu cuenta de Gotthard
+mail-login-succeeded-body = Alguien inició sesión en tu cuenta el { $time } (UTC) desde { $ip } ({ $device }).
+    Si no fuiste tú, cierra la sesión de ese dispositivo y cambia tu contraseña: { $link }
+mail-login-failed-subject = Falló un inicio de sesión en tu cuenta de Gotthard
+mail-login-failed-body = Falló un inicio de sesión en tu cuenta el { $time } (UTC) desde { $ip } ({ $device }). Los fallos de los próximos 15 minutos no se volverán a avisar.
+    La actividad de tu cuenta muestra cada intento: { $link }

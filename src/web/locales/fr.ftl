@@ -109,3 +109,9 @@ security-notify-success = M’avertir par e-mail à chaque connexion
 security-notify-failure = M’avertir par e-mail quand une connexion échoue
 security-submit = Enregistrer
 security-saved = Vos paramètres de sécurité ont été enregistrés.
+mail-login-succeeded-subject = Nouvelle connexion à votre compte Gotthard
+mail-login-succeeded-body = Quelqu’un s’est connecté à votre compte le { $time } (UTC) depuis { $ip } ({ $device }).
+    Si ce n’était pas vous, déconnectez cet appareil et changez votre mot de passe : { $link }
+mail-login-failed-subject = Une connexion à votre compte Gotthard a échoué
+mail-login-failed-body = Une connexion à votre compte a échoué le { $time } (UTC) depuis { $ip } ({ $device }). Les échecs des 15 prochaines minutes ne seront pas signalés à nouveau.
+    L’activité de votre compte montre chaque tentative : { $link }
