@@ -20,6 +20,7 @@ pub struct Config {
     pub issuer: String,
     pub data_dir: PathBuf,
     pub http: HttpConfig,
+    pub rate_limit: RateLimitConfig,
     pub keys: KeysConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
@@ -39,6 +40,14 @@ pub struct HttpConfig {
     pub bind: SocketAddr,
     pub request_timeout_secs: u64,
     pub body_limit_bytes: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub sign_in_per_minute: u32,
+    pub sign_in_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +318,20 @@ impl Config {
             return Err(invalid(
                 "password.queue_limit",
                 "GOTTHARD_PASSWORD__QUEUE_LIMIT",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.sign_in_per_minute == 0 {
+            return Err(invalid(
+                "rate_limit.sign_in_per_minute",
+                "GOTTHARD_RATE_LIMIT__SIGN_IN_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.sign_in_burst == 0 {
+            return Err(invalid(
+                "rate_limit.sign_in_burst",
+                "GOTTHARD_RATE_LIMIT__SIGN_IN_BURST",
                 "must be at least 1",
             ));
         }

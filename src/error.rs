@@ -23,6 +23,9 @@ pub enum WebError {
     Csrf,
     #[error("password hashing saturated")]
     Busy,
+    /// Over the client's sign-in rate; the number of seconds to wait.
+    #[error("rate limited")]
+    RateLimited(u64),
     #[error("setup link unusable")]
     SetupLinkUnusable,
     #[error("unlock link unusable")]
@@ -50,6 +53,7 @@ impl WebError {
             WebError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
             WebError::Csrf => (StatusCode::FORBIDDEN, "error-csrf"),
             WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+            WebError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "error-rate-limited"),
             WebError::SetupLinkUnusable => (StatusCode::GONE, "setup-link-unusable"),
             WebError::UnlockLinkUnusable => (StatusCode::GONE, "unlock-link-unusable"),
             WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
@@ -70,10 +74,15 @@ impl IntoResponse for WebError {
         }
         let (status, key) = self.status_and_key();
         let mut response = status.into_response();
-        if let WebError::Busy = self {
+        let retry_after = match self {
+            WebError::Busy => Some(2),
+            WebError::RateLimited(secs) => Some(secs),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(ErrorPage(key));
         response

@@ -46,6 +46,7 @@ use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::tokens::Keyring;
 use crate::web::Pages;
+use crate::web::rate_limit::RateLimits;
 
 /// What handlers share. Every field is cheap to clone (`Arc`s inside).
 #[derive(Clone)]
@@ -61,6 +62,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub pages: Arc<Pages>,
     pub metrics: Arc<Metrics>,
+    pub rate_limits: Arc<RateLimits>,
     pub clock: Clock,
 }
 
@@ -124,6 +126,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
+            rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
             clock: Clock::default(),
             config: Arc::new(config),
         })
@@ -168,6 +171,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .nest("/api/v1", api::routes())
         .fallback(web::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::rate_limit::limit_sign_in,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::error_pages,
@@ -257,6 +264,7 @@ async fn maintenance(state: AppState) {
             Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
             Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
         }
+        state.rate_limits.forget_idle();
         match state.activity.prune(state.clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),

@@ -130,7 +130,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         Ok(Caller {
             me,
-            client: client_info(parts),
+            client: client_info(parts, state),
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod csrf;
 mod forms;
 pub mod i18n;
 mod login;
+pub mod rate_limit;
 mod security;
 mod setup;
 mod unlock;
@@ -132,7 +133,7 @@ impl FromRequestParts<AppState> for PageContext {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         Ok(Self {
             tr: translator_for(state, &parts.headers),
-            client: client_info(parts),
+            client: client_info(parts, state),
             jar: CookieJar::from_headers(&parts.headers),
         })
     }
@@ -167,13 +168,19 @@ impl PageContext {
     }
 }
 
-/// The peer address and User-Agent of a request. (Proxy headers are not trusted yet: that
-/// comes with the configured list of trusted proxies.)
-pub fn client_info(parts: &Parts) -> ClientInfo {
+/// The client's address (behind a trusted proxy, from `X-Forwarded-For`) and User-Agent.
+pub fn client_info(parts: &Parts, state: &AppState) -> ClientInfo {
     let ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| {
+            rate_limit::client_ip(
+                addr.ip(),
+                &parts.headers,
+                &state.config.http.trusted_proxies,
+            )
+            .to_string()
+        })
         .unwrap_or_else(|| "unknown".to_string());
     let user_agent = parts
         .headers
@@ -206,7 +213,7 @@ impl SignedIn {
         let Some(cookie) = jar.get(&name).map(|c| c.value().to_string()) else {
             return Ok(None);
         };
-        let client = client_info(parts);
+        let client = client_info(parts, state);
         let found = state
             .sessions
             .current(&cookie, &client, state.clock.now())

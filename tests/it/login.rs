@@ -459,3 +459,82 @@ async fn a_full_hashing_queue_answers_503_with_retry_after_not_a_pile_up() {
         "one event per checked attempt"
     );
 }
+
+#[tokio::test]
+async fn a_burst_over_the_limit_gets_429_and_other_clients_do_not() {
+    let db = crate::support::sqlite_db();
+    let limits = [
+        ("rate_limit.sign_in_per_minute", "3"),
+        ("rate_limit.sign_in_burst", "3"),
+    ];
+    let mut behind_proxy = limits.to_vec();
+    behind_proxy.push(("http.trusted_proxies", "[\"127.0.0.1\"]"));
+    let app = TestApp::start_with(&db, &behind_proxy).await;
+    let user = app.create_user("ada@example.com", PASSWORD).await;
+    let client = app.client();
+    let csrf = app.csrf_from(&client, "/login").await;
+    let attempt = |from: &'static str| {
+        client
+            .post(app.url("/login"))
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", "wrong-password!"),
+                ("csrf", &csrf),
+            ])
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("203.0.113.5").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = attempt("203.0.113.5").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    assert!(
+        text_of(&limited.text().await.unwrap(), "#message")
+            .unwrap()
+            .contains("Too many attempts")
+    );
+    assert_eq!(
+        attempt("198.51.100.7").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "another client is not limited"
+    );
+    let events = app.state.store.recent_events(user.id, 10).await.unwrap();
+    assert_eq!(events.len(), 4, "the refused post checked nothing");
+    assert!(
+        events.iter().any(|e| e.ip == "203.0.113.5"),
+        "the client's address, from the trusted proxy"
+    );
+
+    // Without a trusted proxy, X-Forwarded-For is the client's own claim and is ignored.
+    let db = crate::support::sqlite_db();
+    let app = TestApp::start_with(&db, &limits).await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let client = app.client();
+    let csrf = app.csrf_from(&client, "/login").await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = client
+            .post(app.url("/login"))
+            .header("x-forwarded-for", format!("192.0.2.{i}"))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", "wrong-password!"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+}

@@ -129,6 +129,9 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
         ("password.hash_threads", "2"),
         // Tests deliver mail themselves (Mailer::deliver_due), never racing the sender task.
         ("smtp.poll_interval_secs", "3600"),
+        // Tests sign in far more often than people; the limit has a test of its own.
+        ("rate_limit.sign_in_per_minute", "100000"),
+        ("rate_limit.sign_in_burst", "100000"),
     ];
     pairs.extend_from_slice(extra);
     Config::from_overrides(&pairs).unwrap()

@@ -115,3 +115,4 @@ mail-login-succeeded-body = Someone signed in to your account at { $time } (UTC)
 mail-login-failed-subject = A sign-in to your Gotthard account failed
 mail-login-failed-body = A sign-in to your account failed at { $time } (UTC) from { $ip } ({ $device }). Further failures in the next 15 minutes are not mailed again.
     Your account activity shows every attempt: { $link }
+error-rate-limited = Too many attempts from your address. Please wait a moment and try again.

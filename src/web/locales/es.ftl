@@ -115,3 +115,4 @@ mail-login-succeeded-body = Alguien inició sesión en tu cuenta el { $time } (U
 mail-login-failed-subject = Falló un inicio de sesión en tu cuenta de Gotthard
 mail-login-failed-body = Falló un inicio de sesión en tu cuenta el { $time } (UTC) desde { $ip } ({ $device }). Los fallos de los próximos 15 minutos no se volverán a avisar.
     La actividad de tu cuenta muestra cada intento: { $link }
+error-rate-limited = Demasiados intentos desde tu dirección. Espera un momento y vuelve a intentarlo.

@@ -1,0 +1,123 @@
+//! Per-IP limits on the sign-in forms (governor's GCRA), and who the client is behind a
+//! trusted proxy. In-process, per instance: a shared Redis counter is future work; the
+//! account lockout, atomic in SQL, is what guards each password across instances.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::AppState;
+use crate::config::RateLimitConfig;
+use crate::error::WebError;
+
+/// The form posts that check passwords or send mail.
+const LIMITED: [&str; 4] = ["/login", "/unlock", "/unlock/confirm", "/setup"];
+
+pub struct RateLimits {
+    sign_in: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn new(config: &RateLimitConfig) -> Self {
+        let per_minute = NonZeroU32::new(config.sign_in_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.sign_in_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            sign_in: DefaultKeyedRateLimiter::keyed(
+                Quota::per_minute(per_minute).allow_burst(burst),
+            ),
+        }
+    }
+
+    /// `Err(wait)` when `ip` is over its limit.
+    pub fn check_sign_in(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.sign_in
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets idle clients (called by the maintenance task).
+    pub fn forget_idle(&self) {
+        self.sign_in.retain_recent();
+    }
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+/// address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// Middleware: 429 with `Retry-After` for sign-in posts over the client's limit.
+pub async fn limit_sign_in(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST || !LIMITED.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let client = super::client_info(&parts, &state);
+    let ip = client.ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = state.rate_limits.check_sign_in(ip) {
+        return WebError::RateLimited(wait.as_secs().max(1)).into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &[]), proxy, "untrusted: ignored");
+        assert_eq!(
+            client_ip(proxy, &headers, &[proxy]),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the rightmost hop the proxy saw, not what the client claims first"
+        );
+    }
+
+    #[test]
+    fn over_the_burst_is_refused_with_a_wait() {
+        let limits = RateLimits::new(&RateLimitConfig {
+            sign_in_per_minute: 6,
+            sign_in_burst: 2,
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limits.check_sign_in(ip).is_ok());
+        assert!(limits.check_sign_in(ip).is_ok());
+        let wait = limits.check_sign_in(ip).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        assert!(limits.check_sign_in("192.0.2.2".parse().unwrap()).is_ok());
+    }
+}
