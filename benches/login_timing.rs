@@ -48,7 +48,12 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(gotthard::serve(state, listener, std::future::pending()));
 
     let client = reqwest::Client::builder().cookie_store(true).build()?;
-    let page = client.get(format!("{base}/login")).send().await?.text().await?;
+    let page = client
+        .get(format!("{base}/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
@@ -63,7 +68,11 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let response = client
                 .post(url)
-                .form(&[("email", email), ("password", "not-the-password"), ("csrf", &csrf)])
+                .form(&[
+                    ("email", email),
+                    ("password", "not-the-password"),
+                    ("csrf", &csrf),
+                ])
                 .send()
                 .await?;
             let status = response.status();
@@ -90,8 +99,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let (k, u) = (median(&mut known), median(&mut unknown));
     let same = known_answer == unknown_answer;
-    println!("wrong password (existing account): median {:.2} ms over {ROUNDS}", k.as_secs_f64() * 1000.0);
-    println!("unknown e-mail:                    median {:.2} ms over {ROUNDS}", u.as_secs_f64() * 1000.0);
+    println!(
+        "wrong password (existing account): median {:.2} ms over {ROUNDS}",
+        k.as_secs_f64() * 1000.0
+    );
+    println!(
+        "unknown e-mail:                    median {:.2} ms over {ROUNDS}",
+        u.as_secs_f64() * 1000.0
+    );
     println!(
         "ratio unknown / existing = {:.3}; same status and body (e-mail field aside): {same}",
         u.as_secs_f64() / k.as_secs_f64()

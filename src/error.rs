@@ -34,6 +34,9 @@ pub enum WebError {
     NotSignedIn,
     #[error("not found")]
     NotFound,
+    /// Signed in, but the role does not allow it.
+    #[error("forbidden")]
+    Forbidden,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -58,6 +61,7 @@ impl WebError {
             WebError::UnlockLinkUnusable => (StatusCode::GONE, "unlock-link-unusable"),
             WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
             WebError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
+            WebError::Forbidden => (StatusCode::FORBIDDEN, "members-forbidden"),
             WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),
         }
     }
@@ -131,6 +135,16 @@ impl From<SetupError> for WebError {
             SetupError::LinkUnusable => WebError::SetupLinkUnusable,
             SetupError::Account(e) => e.into(),
             SetupError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::orgs::OrgAccess> for WebError {
+    fn from(err: crate::orgs::OrgAccess) -> Self {
+        match err {
+            crate::orgs::OrgAccess::NotFound => WebError::NotFound,
+            crate::orgs::OrgAccess::Forbidden => WebError::Forbidden,
+            crate::orgs::OrgAccess::Store(e) => e.into(),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{HtmlForm, PageContext, SignedIn};
+use super::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::AppState;
 use crate::api::activity::ActivityQuery;
 use crate::audit::Action;
@@ -31,7 +31,14 @@ pub async fn page(
         .of_user(user.id)
         .await?
         .into_iter()
-        .map(|(org, role)| context! { name => org.name, role => role.as_str() })
+        .map(|(org, role)| {
+            context! {
+                id => org.id.to_string(),
+                name => org.name,
+                role => role.as_str(),
+                admin => role != crate::orgs::OrgRole::Member,
+            }
+        })
         .collect();
     let activity: Vec<_> = state
         .store
@@ -126,12 +133,6 @@ pub async fn sessions(
         context! { sessions, others, notice, csrf => token },
     )?;
     Ok((jar, Html(html)).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /account/sessions/{id}/end`: signs one device out. Not one of yours: 404.

@@ -46,6 +46,13 @@ where
     }
 }
 
+/// The body of a form whose only field is its CSRF token (buttons that act).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 fn check_utf8(body: &[u8]) -> Result<(), WebError> {
     std::str::from_utf8(body).map_err(|_| WebError::BadEncoding)?;
     for pair in body.split(|b| *b == b'&') {

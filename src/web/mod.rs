@@ -6,6 +6,7 @@ pub mod csrf;
 mod forms;
 pub mod i18n;
 mod login;
+mod members;
 pub mod rate_limit;
 mod security;
 mod setup;
@@ -24,7 +25,7 @@ use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use minijinja::{Environment, Value, context};
 
-pub use forms::HtmlForm;
+pub use forms::{CsrfOnly, HtmlForm};
 pub use i18n::{I18n, Translator};
 
 use crate::AppState;
@@ -48,6 +49,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/unlock_confirm.html"),
     ),
     ("security.html", include_str!("templates/security.html")),
+    ("members.html", include_str!("templates/members.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
@@ -91,6 +93,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/account/security",
             get(security::page).post(security::save),
+        )
+        .route("/account/orgs/{org}/members", get(members::page))
+        .route(
+            "/account/orgs/{org}/members/{user}/unlock",
+            axum::routing::post(members::unlock),
         )
         .route("/unlock", get(unlock::form).post(unlock::request))
         .route(

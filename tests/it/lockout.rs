@@ -276,6 +276,40 @@ async fn admins_unlock_their_members_and_nobody_else_can() {
             StatusCode::UNAUTHORIZED,
             "still locked"
         );
+        // The admin page lists ada as locked; a plain member may not see it.
+        let members_page = format!("/account/orgs/{}/members", acme.id);
+        assert_eq!(
+            bob.get(app.url(&members_page))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        let html = alice
+            .get(app.url(&members_page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text_of(&html, &format!("#member-{} .locked", ada.id)).is_some(),
+            "{html}"
+        );
+        let account = alice
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            account.contains(&members_page),
+            "the account page links the admin page"
+        );
         assert_eq!(
             unlock(&alice, acme.id, &alice_csrf).await.unwrap().status(),
             StatusCode::NO_CONTENT
@@ -286,6 +320,37 @@ async fn admins_unlock_their_members_and_nobody_else_can() {
                 .status(),
             StatusCode::SEE_OTHER
         );
+        // The page's button does the same (for the next lock).
+        for _ in 0..3 {
+            app.login(&app.client(), "ada@example.com", "wrong-password!")
+                .await;
+        }
+        let html = alice
+            .get(app.url(&members_page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let form_csrf = hidden_field(&html, "csrf");
+        let clicked = alice
+            .post(app.url(&format!("{members_page}/{}/unlock", ada.id)))
+            .form(&[("csrf", form_csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(clicked.status(), StatusCode::SEE_OTHER);
+        let html = alice
+            .get(app.url(clicked.headers()["location"].to_str().unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text_of(&html, "#members-notice").is_some());
+        assert!(text_of(&html, &format!("#member-{} .locked", ada.id)).is_none());
         // The admin unlock voided the mailed link.
         assert_eq!(
             app.client().get(&old_link).send().await.unwrap().status(),

@@ -116,3 +116,8 @@ mail-login-failed-subject = A sign-in to your Gotthard account failed
 mail-login-failed-body = A sign-in to your account failed at { $time } (UTC) from { $ip } ({ $device }). Further failures in the next 15 minutes are not mailed again.
     Your account activity shows every attempt: { $link }
 error-rate-limited = Too many attempts from your address. Please wait a moment and try again.
+members-title = Members
+members-locked = Locked
+members-unlock = Unlock
+members-unlocked = The account was unlocked.
+members-forbidden = Only administrators and legal representatives of this organization see its members.

@@ -116,3 +116,8 @@ mail-login-failed-subject = Falló un inicio de sesión en tu cuenta de Gotthard
 mail-login-failed-body = Falló un inicio de sesión en tu cuenta el { $time } (UTC) desde { $ip } ({ $device }). Los fallos de los próximos 15 minutos no se volverán a avisar.
     La actividad de tu cuenta muestra cada intento: { $link }
 error-rate-limited = Demasiados intentos desde tu dirección. Espera un momento y vuelve a intentarlo.
+members-title = Miembros
+members-locked = Bloqueada
+members-unlock = Desbloquear
+members-unlocked = Se desbloqueó la cuenta.
+members-forbidden = Solo los administradores y representantes legales de esta organización ven sus miembros.

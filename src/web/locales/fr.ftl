@@ -116,3 +116,8 @@ mail-login-failed-subject = Une connexion à votre compte Gotthard a échoué
 mail-login-failed-body = Une connexion à votre compte a échoué le { $time } (UTC) depuis { $ip } ({ $device }). Les échecs des 15 prochaines minutes ne seront pas signalés à nouveau.
     L’activité de votre compte montre chaque tentative : { $link }
 error-rate-limited = Trop de tentatives depuis votre adresse. Veuillez patienter un instant et réessayer.
+members-title = Membres
+members-locked = Verrouillé
+members-unlock = Déverrouiller
+members-unlocked = Le compte a été déverrouillé.
+members-forbidden = Seuls les administrateurs et représentants légaux de cette organisation voient ses membres.
