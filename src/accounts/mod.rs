@@ -306,11 +306,17 @@ impl Accounts {
         };
         let event = ActivityEvent::new(Some(user.id), action, client, details, now);
         let alert = user.notify_on_failure.then(|| {
-            crate::mail::login_failed(&self.mail.i18n, &user, client, &self.mail.issuer, now)
+            (
+                crate::mail::login_failed(&self.mail.i18n, &user, client, &self.mail.issuer, now),
+                ActivityEvent::alert_sent(user.id, "login_failed", client, now),
+            )
         });
         let since = now - FAILURE_ALERT_PERIOD;
         self.store
-            .record_failure(&event, alert.as_ref().map(|mail| (mail, since)))
+            .record_failure(
+                &event,
+                alert.as_ref().map(|(mail, sent)| (mail, sent, since)),
+            )
             .await?;
         if attempt.locks_on_failure() {
             self.lock(&user, client, now).await?;

@@ -41,11 +41,12 @@ pub enum Action {
     AccountLocked,
     AccountUnlocked,
     SecuritySettingsChanged,
+    AlertSent,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -57,6 +58,7 @@ impl Action {
         Action::AccountLocked,
         Action::AccountUnlocked,
         Action::SecuritySettingsChanged,
+        Action::AlertSent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Action {
             Action::AccountLocked => "account.locked",
             Action::AccountUnlocked => "account.unlocked",
             Action::SecuritySettingsChanged => "security.changed",
+            Action::AlertSent => "alert.sent",
         }
     }
 }
@@ -94,6 +97,17 @@ pub struct ActivityEvent {
 }
 
 impl ActivityEvent {
+    /// The record that an alert mail was queued for the user.
+    pub fn alert_sent(user_id: Uuid, kind: &str, client: &ClientInfo, now: OffsetDateTime) -> Self {
+        Self::new(
+            Some(user_id),
+            Action::AlertSent,
+            client,
+            serde_json::json!({ "kind": kind }),
+            now,
+        )
+    }
+
     pub fn new(
         user_id: Option<Uuid>,
         action: Action,

@@ -143,10 +143,13 @@ impl Sessions {
         );
         // The owner's login alert, when they asked for one, goes with the session.
         let alert = user.notify_on_success.then(|| {
-            crate::mail::login_succeeded(&self.mail.i18n, user, client, &self.mail.issuer, now)
+            (
+                crate::mail::login_succeeded(&self.mail.i18n, user, client, &self.mail.issuer, now),
+                ActivityEvent::alert_sent(user.id, "login_succeeded", client, now),
+            )
         });
         self.store
-            .start_session(&session, &event, alert.as_ref())
+            .start_session(&session, &event, alert.as_ref().map(|(m, e)| (m, e)))
             .await?;
         Ok((token, session.id))
     }

@@ -163,7 +163,7 @@ pub trait Store: Send + Sync {
         &self,
         session: &NewSession,
         event: &ActivityEvent,
-        alert: Option<&NewMail>,
+        alert: Option<(&NewMail, &ActivityEvent)>,
     ) -> Result<(), StoreError>;
     /// The active (not ended) session whose cookie has this digest.
     async fn session_by_digest(&self, digest: &TokenDigest) -> Result<Option<Session>, StoreError>;
@@ -205,12 +205,13 @@ pub trait Store: Send + Sync {
 
     // Activity.
     async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError>;
-    /// Records a failed attempt and, when the owner asked for failure alerts, queues one —
-    /// unless one was queued since `coalesce_since`. Returns whether an alert was queued.
+    /// Records a failed attempt and, when the owner asked for failure alerts, queues one
+    /// with its `alert.sent` event — unless one was queued since the given time (coalescing).
+    /// Returns whether an alert was queued.
     async fn record_failure(
         &self,
         event: &ActivityEvent,
-        alert: Option<(&NewMail, OffsetDateTime)>,
+        alert: Option<(&NewMail, &ActivityEvent, OffsetDateTime)>,
     ) -> Result<bool, StoreError>;
     async fn recent_events(
         &self,

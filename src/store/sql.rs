@@ -522,7 +522,7 @@ macro_rules! sql_store {
                 &self,
                 s: &NewSession,
                 event: &ActivityEvent,
-                alert: Option<&NewMail>,
+                alert: Option<(&NewMail, &ActivityEvent)>,
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
@@ -543,8 +543,11 @@ macro_rules! sql_store {
                 bind_event(sqlx::query(INSERT_EVENT), event)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(mail) = alert {
+                if let Some((mail, sent)) = alert {
                     bind_mail(sqlx::query(INSERT_MAIL), mail)
+                        .execute(&mut *tx)
+                        .await?;
+                    bind_event(sqlx::query(INSERT_EVENT), sent)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -555,14 +558,14 @@ macro_rules! sql_store {
             async fn record_failure(
                 &self,
                 event: &ActivityEvent,
-                alert: Option<(&NewMail, time::OffsetDateTime)>,
+                alert: Option<(&NewMail, &ActivityEvent, time::OffsetDateTime)>,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 bind_event(sqlx::query(INSERT_EVENT), event)
                     .execute(&mut *tx)
                     .await?;
                 let mut queued = false;
-                if let Some((mail, since)) = alert {
+                if let Some((mail, sent, since)) = alert {
                     // The guard is the WHERE: one alert per account per period, also when
                     // failures arrive in parallel on several instances.
                     queued = sqlx::query(
@@ -578,6 +581,9 @@ macro_rules! sql_store {
                         == 1;
                     if queued {
                         bind_mail(sqlx::query(INSERT_MAIL), mail)
+                            .execute(&mut *tx)
+                            .await?;
+                        bind_event(sqlx::query(INSERT_EVENT), sent)
                             .execute(&mut *tx)
                             .await?;
                     }

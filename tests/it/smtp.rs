@@ -323,6 +323,17 @@ async fn login_alerts_follow_the_owners_choice_and_failures_are_coalesced() {
         assert!(success.contains(&format!("{}/account/sessions", app.base)));
         assert!(sink.messages().iter().all(|m| m.to == ["ada@example.com"]));
 
+        let sent: Vec<_> = app
+            .state
+            .store
+            .recent_events(ada.id, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "alert.sent")
+            .map(|e| e.details)
+            .collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
         // After the coalescing period, the next failure is mailed again.
         app.state.clock.advance(time::Duration::minutes(16));
         app.login(&browser, "ada@example.com", "wrong-password!")

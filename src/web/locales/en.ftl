@@ -121,3 +121,4 @@ members-locked = Locked
 members-unlock = Unlock
 members-unlocked = The account was unlocked.
 members-forbidden = Only administrators and legal representatives of this organization see its members.
+action-alert-sent = Alert e-mail sent

@@ -121,3 +121,4 @@ members-locked = Bloqueada
 members-unlock = Desbloquear
 members-unlocked = Se desbloqueó la cuenta.
 members-forbidden = Solo los administradores y representantes legales de esta organización ven sus miembros.
+action-alert-sent = Aviso enviado por correo

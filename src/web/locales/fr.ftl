@@ -121,3 +121,4 @@ members-locked = Verrouillé
 members-unlock = Déverrouiller
 members-unlocked = Le compte a été déverrouillé.
 members-forbidden = Seuls les administrateurs et représentants légaux de cette organisation voient ses membres.
+action-alert-sent = Alerte envoyée par e-mail
