@@ -152,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         (
             header::CONTENT_SECURITY_POLICY,
             // No inline script or style anywhere; forms post only to us; never framed.
+            // (The OIDC provider must widen form-action for the redirect that follows a login
+            // POST to a relying party: Chrome applies it to redirects.)
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
         ),
