@@ -212,25 +212,9 @@ async fn admins_unlock_their_members_and_nobody_else_can() {
             .unwrap();
         assert!(ada.locked_at.is_some(), "{}", db.backend);
 
-        let signed_in = |email: &'static str| {
-            let app = &app;
-            async move {
-                let client = app.client();
-                app.login(&client, email, PASSWORD).await;
-                let csrf: Value = client
-                    .get(app.url("/api/v1/csrf"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                (client, csrf["csrf_token"].as_str().unwrap().to_string())
-            }
-        };
-        let (alice, alice_csrf) = signed_in("alice@example.com").await;
-        let (bob, bob_csrf) = signed_in("bob@example.com").await;
-        let (carol, carol_csrf) = signed_in("carol@example.com").await;
+        let (alice, alice_csrf) = app.signed_in("alice@example.com").await;
+        let (bob, bob_csrf) = app.signed_in("bob@example.com").await;
+        let (carol, carol_csrf) = app.signed_in("carol@example.com").await;
 
         let locked: Value = alice
             .get(app.url(&format!("/api/v1/orgs/{}/members?locked=true", acme.id)))

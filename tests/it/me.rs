@@ -6,21 +6,6 @@ use serde_json::{Value, json};
 
 use crate::support::{PASSWORD, TestApp, databases};
 
-async fn signed_in(app: &TestApp, email: &str, password: &str) -> (reqwest::Client, String) {
-    let client = app.client();
-    let response = app.login(&client, email, password).await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let body: Value = client
-        .get(app.url("/api/v1/csrf"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (client, body["csrf_token"].as_str().unwrap().to_string())
-}
-
 async fn send(
     client: &reqwest::Client,
     method: reqwest::Method,
@@ -58,7 +43,7 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
         let app = TestApp::start(&db).await;
         app.create_user("ada@example.com", PASSWORD).await;
         app.create_user("eve@example.com", PASSWORD).await;
-        let (client, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let (client, csrf) = app.signed_in("ada@example.com").await;
         let me = app.url("/api/v1/me");
 
         let shown: Value = client.get(&me).send().await.unwrap().json().await.unwrap();
@@ -184,8 +169,8 @@ async fn a_password_change_signs_out_the_other_devices() {
     for db in databases().await {
         let app = TestApp::start(&db).await;
         app.create_user("ada@example.com", PASSWORD).await;
-        let (laptop, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
-        let (phone, _) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let (laptop, csrf) = app.signed_in("ada@example.com").await;
+        let (phone, _) = app.signed_in("ada@example.com").await;
         let url = app.url("/api/v1/me/password");
         let new = "basalt-heron-meadow";
 
@@ -287,7 +272,7 @@ async fn the_last_legal_representative_cannot_delete_the_account() {
             .add_member("Acme", "bob@example.com", OrgRole::Admin, now)
             .await
             .unwrap();
-        let (client, csrf) = signed_in(&app, "ada@example.com", PASSWORD).await;
+        let (client, csrf) = app.signed_in("ada@example.com").await;
         let me = app.url("/api/v1/me");
 
         let (status, _) = send(

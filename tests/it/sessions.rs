@@ -36,18 +36,6 @@ async fn sessions_of(app: &TestApp, client: &reqwest::Client) -> Vec<Value> {
     body["sessions"].as_array().unwrap().clone()
 }
 
-async fn api_csrf(app: &TestApp, client: &reqwest::Client) -> String {
-    let body: Value = client
-        .get(app.url("/api/v1/csrf"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["csrf_token"].as_str().unwrap().to_string()
-}
-
 async fn is_signed_in(app: &TestApp, client: &reqwest::Client) -> bool {
     let page = client.get(app.url("/account")).send().await.unwrap();
     match page.status() {
@@ -102,7 +90,7 @@ async fn owners_list_and_end_their_sessions_and_nobody_elses() {
         assert_eq!(forged.headers()["content-type"], "application/problem+json");
         assert!(is_signed_in(&app, &phone).await);
 
-        let csrf = api_csrf(&app, &laptop).await;
+        let csrf = app.api_csrf(&laptop).await;
         let ended = laptop
             .delete(app.url(&format!("/api/v1/me/sessions/{phone_id}")))
             .header("x-csrf-token", &csrf)
@@ -350,7 +338,7 @@ async fn organization_admins_end_member_sessions_only_in_their_organization() {
             .unwrap();
         assert_eq!(not_member.status(), StatusCode::NOT_FOUND);
 
-        let csrf = api_csrf(&app, &alice).await;
+        let csrf = app.api_csrf(&alice).await;
         let carol_session = sessions_of(&app, &carol).await[0]["id"]
             .as_str()
             .unwrap()

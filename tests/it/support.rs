@@ -197,6 +197,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The CSRF token of the client's session for API calls (`X-CSRF-Token`).
+    pub async fn api_csrf(&self, client: &reqwest::Client) -> String {
+        let body: serde_json::Value = client
+            .get(self.url("/api/v1/csrf"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["csrf_token"].as_str().unwrap().to_string()
+    }
+
+    /// A new browser signed in as `email` (with [`PASSWORD`]) and its API CSRF token.
+    pub async fn signed_in(&self, email: &str) -> (reqwest::Client, String) {
+        let client = self.client();
+        let response = self.login(&client, email, PASSWORD).await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "sign-in of {email}"
+        );
+        let csrf = self.api_csrf(&client).await;
+        (client, csrf)
+    }
+
     /// GETs a page and returns the value of its hidden `csrf` field.
     pub async fn csrf_from(&self, client: &reqwest::Client, path: &str) -> String {
         let html = client
