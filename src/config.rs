@@ -67,6 +67,7 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     pub url: String,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -44,6 +44,7 @@ use crate::ops::Metrics;
 use crate::orgs::Orgs;
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
+use crate::store::cache::SharedCache;
 use crate::tokens::Keyring;
 use crate::web::Pages;
 use crate::web::rate_limit::RateLimits;
@@ -102,6 +103,15 @@ impl AppState {
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
         let mailer = Mailer::new(store.clone(), &config)?;
+        let shared = if config.redis.url.is_empty() {
+            None
+        } else {
+            Some(
+                SharedCache::start(&config.redis.url, &config.redis.prefix).map_err(|e| {
+                    anyhow::anyhow!("configuration key `redis.url` (env GOTTHARD_REDIS__URL): {e}")
+                })?,
+            )
+        };
         Ok(Self {
             mailer,
             sessions: Sessions::new(
@@ -126,7 +136,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
-            rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
+            rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared)),
             clock: Clock::default(),
             config: Arc::new(config),
         })

@@ -1,6 +1,7 @@
 //! Persistence: one [`Store`] trait, implemented for SQLite and PostgreSQL by the same SQL
 //! (see `sql.rs`), proven equal by one conformance suite (`tests/it/store.rs`).
 
+pub mod cache;
 mod sql;
 
 use std::str::FromStr;

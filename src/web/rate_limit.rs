@@ -1,6 +1,7 @@
-//! Per-IP limits on the sign-in forms (governor's GCRA), and who the client is behind a
-//! trusted proxy. In-process, per instance: a shared Redis counter is future work; the
-//! account lockout, atomic in SQL, is what guards each password across instances.
+//! Per-IP limits on the sign-in forms, and who the client is behind a trusted proxy. With
+//! Redis the counters are shared by every instance (a GCRA script); without it, or while it
+//! is unreachable, each instance counts for itself (governor's GCRA). Either way the account
+//! lockout, atomic in SQL, is what guards each password across instances.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -16,27 +17,49 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use crate::AppState;
 use crate::config::RateLimitConfig;
 use crate::error::WebError;
+use crate::store::cache::SharedCache;
 
 /// The form posts that check passwords or send mail.
 const LIMITED: [&str; 4] = ["/login", "/unlock", "/unlock/confirm", "/setup"];
 
 pub struct RateLimits {
     sign_in: DefaultKeyedRateLimiter<IpAddr>,
+    config: RateLimitConfig,
+    shared: Option<SharedCache>,
 }
 
 impl RateLimits {
-    pub fn new(config: &RateLimitConfig) -> Self {
+    pub fn new(config: &RateLimitConfig, shared: Option<SharedCache>) -> Self {
         let per_minute = NonZeroU32::new(config.sign_in_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.sign_in_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             sign_in: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(per_minute).allow_burst(burst),
             ),
+            config: config.clone(),
+            shared,
         }
     }
 
-    /// `Err(wait)` when `ip` is over its limit.
-    pub fn check_sign_in(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// `Err(wait)` when `ip` is over its limit: the shared count when Redis answers, else
+    /// this instance's.
+    pub async fn check_sign_in(&self, ip: IpAddr) -> Result<(), Duration> {
+        if let Some(shared) = &self.shared {
+            let key = format!("signin:{ip}");
+            let (per_minute, burst) = (self.config.sign_in_per_minute, self.config.sign_in_burst);
+            if let Some(answer) = shared.check_rate(&key, per_minute, burst).await {
+                return answer;
+            }
+        }
+        self.check_locally(ip)
+    }
+
+    /// Whether the counters are shared through Redis right now.
+    pub fn uses_shared_counters(&self) -> bool {
+        self.shared.as_ref().is_some_and(SharedCache::is_connected)
+    }
+
+    fn check_locally(&self, ip: IpAddr) -> Result<(), Duration> {
         self.sign_in
             .check_key(&ip)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
@@ -81,7 +104,7 @@ pub async fn limit_sign_in(
     let (parts, body) = request.into_parts();
     let client = super::client_info(&parts, &state);
     let ip = client.ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = state.rate_limits.check_sign_in(ip) {
+    if let Err(wait) = state.rate_limits.check_sign_in(ip).await {
         return WebError::RateLimited(wait.as_secs().max(1)).into_response();
     }
     next.run(Request::from_parts(parts, body)).await
@@ -104,20 +127,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn over_the_burst_is_refused_with_a_wait() {
-        let limits = RateLimits::new(&RateLimitConfig {
+    #[tokio::test]
+    async fn over_the_burst_is_refused_with_a_wait() {
+        let config = RateLimitConfig {
             sign_in_per_minute: 6,
             sign_in_burst: 2,
-        });
+        };
+        let limits = RateLimits::new(&config, None);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(limits.check_sign_in(ip).is_ok());
-        assert!(limits.check_sign_in(ip).is_ok());
-        let wait = limits.check_sign_in(ip).unwrap_err();
+        assert!(limits.check_sign_in(ip).await.is_ok());
+        assert!(limits.check_sign_in(ip).await.is_ok());
+        let wait = limits.check_sign_in(ip).await.unwrap_err();
         assert!(
             wait > Duration::from_secs(5) && wait <= Duration::from_secs(10),
             "{wait:?}"
         );
-        assert!(limits.check_sign_in("192.0.2.2".parse().unwrap()).is_ok());
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limits.check_sign_in(other).await.is_ok());
     }
 }

@@ -7,6 +7,7 @@ mod lockout;
 mod login;
 mod me;
 mod ops;
+mod redis;
 mod sessions;
 mod setup;
 mod smtp;

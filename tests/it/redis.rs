@@ -1,0 +1,128 @@
+//! With Redis, instances share the sign-in rate limit; without it, they fall back.
+
+use reqwest::StatusCode;
+
+use crate::support::{PASSWORD, TestApp, require_all, sqlite_db};
+
+fn redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !require_all(),
+                "GOTTHARD_TEST_REQUIRE_ALL=1 but TEST_REDIS_URL is not set"
+            );
+            eprintln!("note: TEST_REDIS_URL unset, Redis tests skipped");
+            None
+        }
+    }
+}
+
+/// A wrong-password post to `app`; returns its status.
+async fn attempt(app: &TestApp, client: &reqwest::Client, csrf: &str) -> u16 {
+    client
+        .post(app.url("/login"))
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "wrong-password!"),
+            ("csrf", csrf),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until the app's background connection to Redis is up (it never blocks start-up).
+async fn until_connected(app: &TestApp) {
+    for _ in 0..50 {
+        let ip = "192.0.2.250".parse().unwrap();
+        // A probe key of its own: an answer from Redis, not the local fallback, is the sign.
+        if app.state.rate_limits.uses_shared_counters() {
+            let _ = app.state.rate_limits.check_sign_in(ip).await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no connection to Redis");
+}
+
+#[tokio::test]
+async fn two_instances_share_the_sign_in_limit_through_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("gotthard-test-{}:", uuid::Uuid::now_v7().simple());
+    let settings = [
+        ("redis.url", url.as_str()),
+        ("redis.prefix", prefix.as_str()),
+        ("rate_limit.sign_in_per_minute", "3"),
+        ("rate_limit.sign_in_burst", "3"),
+    ];
+    let (db_a, db_b) = (sqlite_db(), sqlite_db());
+    let a = TestApp::start_with(&db_a, &settings).await;
+    let b = TestApp::start_with(&db_b, &settings).await;
+    for app in [&a, &b] {
+        app.create_user("ada@example.com", PASSWORD).await;
+        until_connected(app).await;
+    }
+    let (client_a, client_b) = (a.client(), b.client());
+    let csrf_a = a.csrf_from(&client_a, "/login").await;
+    let csrf_b = b.csrf_from(&client_b, "/login").await;
+    let statuses = [
+        attempt(&a, &client_a, &csrf_a).await,
+        attempt(&a, &client_a, &csrf_a).await,
+        attempt(&b, &client_b, &csrf_b).await,
+        attempt(&b, &client_b, &csrf_b).await,
+        attempt(&a, &client_a, &csrf_a).await,
+    ];
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429, 429],
+        "one budget for both instances"
+    );
+}
+
+#[tokio::test]
+async fn without_redis_each_instance_counts_for_itself_and_nothing_fails() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{closed}");
+    let db = sqlite_db();
+    let app = TestApp::start_with(
+        &db,
+        &[
+            ("redis.url", url.as_str()),
+            ("rate_limit.sign_in_per_minute", "3"),
+            ("rate_limit.sign_in_burst", "3"),
+        ],
+    )
+    .await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    let client = app.client();
+    let csrf = app.csrf_from(&client, "/login").await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(attempt(&app, &client, &csrf).await);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    assert_eq!(
+        app.login(&reqwest::Client::new(), "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the local limit still holds for this address"
+    );
+    assert_eq!(
+        app.client()
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "Redis is optional: ready without it"
+    );
+}
