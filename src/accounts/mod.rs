@@ -275,7 +275,18 @@ impl Accounts {
             Attempt::Counted { .. } => user.as_ref().and_then(|u| u.password_hash.as_deref()),
             Attempt::Refused => None,
         };
-        let verification = self.hasher.verify(password, phc).await?;
+        let verification = match self.hasher.verify(password, phc).await {
+            Ok(verification) => verification,
+            Err(err) => {
+                // Not checked (the pool is saturated): the attempt must not count, or a flood
+                // could push the account to its threshold without a lock, and so without the
+                // mail and the unlock that come with one.
+                if let (Attempt::Counted { .. }, Some(u)) = (attempt, &user) {
+                    self.store.release_attempt(u.id).await?;
+                }
+                return Err(err.into());
+            }
+        };
         let Some(user) = user else {
             return Err(LoginError::WrongCredentials);
         };

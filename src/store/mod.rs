@@ -70,6 +70,8 @@ pub trait Store: Send + Sync {
     /// the failure count goes up unless the account is locked or already at its threshold.
     /// Returns `(count, threshold)`, or `None` when the attempt is refused.
     async fn count_attempt(&self, user_id: Uuid) -> Result<Option<(i32, i32)>, StoreError>;
+    /// Gives back an attempt that was counted but not checked.
+    async fn release_attempt(&self, user_id: Uuid) -> Result<(), StoreError>;
     /// A right password: the count starts again (unless a lock came first).
     async fn reset_attempts(&self, user_id: Uuid) -> Result<(), StoreError>;
     /// Locks the account if its count reached its threshold and it is not locked yet: with
@@ -83,7 +85,7 @@ pub trait Store: Send + Sync {
         mail: &NewMail,
     ) -> Result<bool, StoreError>;
     /// Unlocks (administrator, operator): clears the lock and the count and voids unlock
-    /// links, with the event. `false` when it was not locked.
+    /// links, with the event. `false` when there was neither a lock nor a count to clear.
     async fn unlock_account(
         &self,
         user_id: Uuid,

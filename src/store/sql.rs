@@ -123,6 +123,17 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn release_attempt(&self, user_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE users SET failed_attempts = failed_attempts - 1 \
+                     WHERE id = $1 AND failed_attempts > 0 AND locked_at IS NULL",
+                )
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn reset_attempts(&self, user_id: Uuid) -> Result<(), StoreError> {
                 sqlx::query(
                     "UPDATE users SET failed_attempts = 0 WHERE id = $1 AND locked_at IS NULL",
@@ -176,7 +187,7 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 let unlocked = sqlx::query(
                     "UPDATE users SET locked_at = NULL, failed_attempts = 0 \
-                     WHERE id = $1 AND locked_at IS NOT NULL",
+                     WHERE id = $1 AND (locked_at IS NOT NULL OR failed_attempts > 0)",
                 )
                 .bind(user_id)
                 .execute(&mut *tx)

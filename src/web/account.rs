@@ -24,6 +24,7 @@ pub async fn page(
     page: PageContext,
     signed_in: SignedIn,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     let user = &signed_in.user;
     let session = &signed_in.session;
     let organizations: Vec<_> = state
@@ -96,6 +97,7 @@ pub async fn sessions(
     signed_in: SignedIn,
     Query(notice): Query<SessionsNotice>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     let tr = &page.tr;
     let list = state
         .sessions
@@ -143,6 +145,7 @@ pub async fn end_session(
     Path(id): Path<String>,
     HtmlForm(form): HtmlForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let id: Uuid = id.parse().map_err(|_| WebError::NotFound)?;
     let ended = state
@@ -168,6 +171,7 @@ pub async fn end_other_sessions(
     signed_in: SignedIn,
     HtmlForm(form): HtmlForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let count = state
         .sessions
@@ -188,6 +192,7 @@ pub async fn activity(
     signed_in: SignedIn,
     Query(query): Query<ActivityQuery>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     let tr = &page.tr;
     let label = |code: &str| {
         let key = format!("action-{}", code.replace('.', "-"));

@@ -23,6 +23,7 @@ pub async fn page(
     Path(org): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     let org_id: Uuid = org.parse().map_err(|_| WebError::NotFound)?;
     state.orgs.require_admin(org_id, signed_in.user.id).await?;
     let name = state
@@ -70,6 +71,7 @@ pub async fn unlock(
     Path((org, user)): Path<(String, String)>,
     HtmlForm(form): HtmlForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let org_id: Uuid = org.parse().map_err(|_| WebError::NotFound)?;
     let user_id: Uuid = user.parse().map_err(|_| WebError::NotFound)?;

@@ -147,6 +147,14 @@ impl FromRequestParts<AppState> for PageContext {
 }
 
 impl PageContext {
+    /// The signed-in user's chosen language wins over the browser's.
+    pub fn for_user(mut self, state: &AppState, user: &User) -> Self {
+        if let Some(locale) = &user.locale {
+            self.tr = state.pages.i18n.negotiate(Some(locale));
+        }
+        self
+    }
+
     /// The CSRF token for this page's forms (and the CSRF cookie, when the browser has none).
     /// `binding` is the session cookie once signed in, empty before.
     pub fn csrf_token(&self, state: &AppState, binding: &str) -> (CookieJar, String) {

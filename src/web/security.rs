@@ -22,6 +22,7 @@ pub async fn page(
     signed_in: SignedIn,
     Query(saved): Query<Saved>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     let notice = saved.saved.map(|_| page.tr.t("security-saved"));
     let settings = SecuritySettings::of(&signed_in.user);
     render(
@@ -84,6 +85,7 @@ pub async fn save(
     signed_in: SignedIn,
     HtmlForm(form): HtmlForm<SecurityForm>,
 ) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let policy = state.accounts.lockout_policy();
     let settings = SecuritySettings {

@@ -70,6 +70,19 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["name"], "Ada Lovelace");
         assert_eq!(body["locale"], "fr");
+        // The chosen language wins over the browser's on the account pages.
+        let page = client
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::support::text_of(&page, "h1").unwrap(),
+            "Votre compte"
+        );
         let (status, body) = send(
             &client,
             reqwest::Method::PATCH,
