@@ -264,11 +264,14 @@ impl Accounts {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<User, LoginError> {
-        let attempt = match &user {
-            Some(u) if u.password_hash.is_some() => match self.store.count_attempt(u.id).await? {
-                Some((n, threshold)) => Attempt::Counted { n, threshold },
-                None => Attempt::Refused,
-            },
+        // Every path runs the same statements (the counting UPDATE matches no row for an
+        // unknown address) so that timing does not tell which addresses have accounts.
+        let counted_id = match &user {
+            Some(u) if u.password_hash.is_some() => u.id,
+            _ => Uuid::nil(),
+        };
+        let attempt = match self.store.count_attempt(counted_id).await? {
+            Some((n, threshold)) if !counted_id.is_nil() => Attempt::Counted { n, threshold },
             _ => Attempt::Refused,
         };
         let phc = match attempt {
@@ -288,6 +291,16 @@ impl Accounts {
             }
         };
         let Some(user) = user else {
+            // Recorded without the address typed (it is not an account, and could be a
+            // password typed in the wrong field): the attempt, its origin, nothing else.
+            let event = ActivityEvent::new(
+                None,
+                Action::LoginFailed,
+                client,
+                serde_json::json!({ "reason": "unknown_account", "method": "password" }),
+                now,
+            );
+            self.store.record_failure(&event, None).await?;
             return Err(LoginError::WrongCredentials);
         };
         if let (Attempt::Counted { .. }, Verification::Match { rehashed }) =

@@ -88,6 +88,15 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
             !events[0].details.contains("not-the-password"),
             "no secrets in events"
         );
+        // The unknown address's attempt is recorded too, without the address typed.
+        assert_eq!(
+            db.count(
+                "activity_events WHERE user_id IS NULL AND details LIKE '%unknown_account%' \
+                      AND details NOT LIKE '%nobody%'"
+            )
+            .await,
+            1
+        );
     }
 }
 
