@@ -36,6 +36,28 @@ macro_rules! sql_store {
                 Self { pool }
             }
 
+            /// Writes an activity event inside the caller's transaction.
+            async fn insert_event(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                event: &ActivityEvent,
+            ) -> Result<(), sqlx::Error> {
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Queues a mail inside the caller's transaction (the outbox's guarantee).
+            async fn insert_mail(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                mail: &NewMail,
+            ) -> Result<(), sqlx::Error> {
+                bind_mail(sqlx::query(INSERT_MAIL), mail)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             /// Writes an unlock link (its digest) inside the caller's transaction.
             async fn insert_unlock_token(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -168,12 +190,8 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     Self::insert_unlock_token(&mut tx, link).await?;
-                    bind_event(sqlx::query(INSERT_EVENT), event)
-                        .execute(&mut *tx)
-                        .await?;
-                    bind_mail(sqlx::query(INSERT_MAIL), mail)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_event(&mut tx, event).await?;
+                    Self::insert_mail(&mut tx, mail).await?;
                 }
                 tx.commit().await?;
                 Ok(locked)
@@ -199,9 +217,7 @@ macro_rules! sql_store {
                         .bind(user_id)
                         .execute(&mut *tx)
                         .await?;
-                    bind_event(sqlx::query(INSERT_EVENT), event)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
                 Ok(unlocked)
@@ -238,9 +254,7 @@ macro_rules! sql_store {
                     return Ok(false);
                 }
                 Self::insert_unlock_token(&mut tx, link).await?;
-                bind_mail(sqlx::query(INSERT_MAIL), mail)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_mail(&mut tx, mail).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -290,9 +304,7 @@ macro_rules! sql_store {
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -317,9 +329,7 @@ macro_rules! sql_store {
                     .bind(user_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -349,12 +359,8 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
-                bind_mail(sqlx::query(INSERT_MAIL), alert)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
+                Self::insert_mail(&mut tx, alert).await?;
                 tx.commit().await?;
                 Ok(ended)
             }
@@ -382,9 +388,7 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(StoreError::from_write)?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -551,16 +555,10 @@ macro_rules! sql_store {
                 .bind(s.created_at)
                 .execute(&mut *tx)
                 .await?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 if let Some((mail, sent)) = alert {
-                    bind_mail(sqlx::query(INSERT_MAIL), mail)
-                        .execute(&mut *tx)
-                        .await?;
-                    bind_event(sqlx::query(INSERT_EVENT), sent)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_mail(&mut tx, mail).await?;
+                    Self::insert_event(&mut tx, sent).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -572,9 +570,7 @@ macro_rules! sql_store {
                 alert: Option<(&NewMail, &ActivityEvent, time::OffsetDateTime)>,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 let mut queued = false;
                 if let Some((mail, sent, since)) = alert {
                     // The guard is the WHERE: one alert per account per period, also when
@@ -591,12 +587,8 @@ macro_rules! sql_store {
                     .rows_affected()
                         == 1;
                     if queued {
-                        bind_mail(sqlx::query(INSERT_MAIL), mail)
-                            .execute(&mut *tx)
-                            .await?;
-                        bind_event(sqlx::query(INSERT_EVENT), sent)
-                            .execute(&mut *tx)
-                            .await?;
+                        Self::insert_mail(&mut tx, mail).await?;
+                        Self::insert_event(&mut tx, sent).await?;
                     }
                 }
                 tx.commit().await?;
@@ -637,9 +629,7 @@ macro_rules! sql_store {
                 .rows_affected()
                     == 1;
                 if ended {
-                    bind_event(sqlx::query(INSERT_EVENT), event)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
                 Ok(ended)
@@ -665,9 +655,7 @@ macro_rules! sql_store {
                 .await?
                 .rows_affected();
                 if ended > 0 {
-                    bind_event(sqlx::query(INSERT_EVENT), event)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
                 Ok(ended)
@@ -926,9 +914,7 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(StoreError::from_write)?;
-                bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(created)
             }
