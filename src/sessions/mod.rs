@@ -166,7 +166,7 @@ impl Sessions {
         let Some(token) = OpaqueToken::from_client(cookie) else {
             return Ok(None);
         };
-        let Some(mut session) = self.store.session_by_digest(&token.digest()).await? else {
+        let Some((mut session, user)) = self.store.session_by_digest(&token.digest()).await? else {
             return Ok(None);
         };
         if self.policy.is_expired(&session, now) {
@@ -182,8 +182,7 @@ impl Sessions {
             session.last_seen_at = now;
             session.ip = client.ip.clone();
         }
-        let user = self.store.user_by_id(session.user_id).await?;
-        Ok(user.map(|user| (session, user)))
+        Ok(Some((session, user)))
     }
 
     /// The owner's active sessions, newest first.

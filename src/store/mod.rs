@@ -168,8 +168,11 @@ pub trait Store: Send + Sync {
         event: &ActivityEvent,
         alert: Option<(&NewMail, &ActivityEvent)>,
     ) -> Result<(), StoreError>;
-    /// The active (not ended) session whose cookie has this digest.
-    async fn session_by_digest(&self, digest: &TokenDigest) -> Result<Option<Session>, StoreError>;
+    /// The active (not ended) session whose cookie has this digest, with its user.
+    async fn session_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(Session, User)>, StoreError>;
     /// Ends one session of `user_id`; `false` when there is no such active session of theirs
     /// (another user's id touches nothing). The event is written with it.
     async fn end_session(

@@ -17,6 +17,16 @@ use crate::tokens::TokenDigest;
 const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
 
+/// A session and its user. The session's columns are aliased so that the user's keep the
+/// names `User`'s `FromRow` expects.
+const SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, \
+     u.locale, u.failed_attempts, u.locked_at, u.lockout_threshold, u.notify_on_success, \
+     u.notify_on_failure, u.created_at, u.updated_at, s.id AS s_id, s.method AS s_method, \
+     s.sso_org_id AS s_sso_org_id, s.ip AS s_ip, s.user_agent AS s_user_agent, \
+     s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = $1 AND s.ended_at IS NULL";
+
 const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -598,14 +608,28 @@ macro_rules! sql_store {
             async fn session_by_digest(
                 &self,
                 digest: &TokenDigest,
-            ) -> Result<Option<Session>, StoreError> {
-                Ok(sqlx::query_as::<_, Session>(
-                    "SELECT id, user_id, method, sso_org_id, ip, user_agent, created_at, \
-                     last_seen_at FROM sessions WHERE token_hash = $1 AND ended_at IS NULL",
-                )
-                .bind(digest.as_bytes())
-                .fetch_optional(&self.pool)
-                .await?)
+            ) -> Result<Option<(Session, User)>, StoreError> {
+                use sqlx::{FromRow, Row};
+                // One round trip per signed-in request: the session and its user, joined.
+                let Some(row) = sqlx::query(SESSION_WITH_USER)
+                    .bind(digest.as_bytes())
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let user = User::from_row(&row)?;
+                let session = Session {
+                    id: row.try_get("s_id")?,
+                    user_id: user.id,
+                    method: row.try_get("s_method")?,
+                    sso_org_id: row.try_get("s_sso_org_id")?,
+                    ip: row.try_get("s_ip")?,
+                    user_agent: row.try_get("s_user_agent")?,
+                    created_at: row.try_get("s_created_at")?,
+                    last_seen_at: row.try_get("s_last_seen_at")?,
+                };
+                Ok(Some((session, user)))
             }
 
             async fn end_session(

@@ -177,12 +177,16 @@ async fn sessions_are_found_by_digest_and_end_once() {
             .start_session(&session, &event(user.id, Action::LoginSucceeded, at), None)
             .await
             .unwrap();
-        let found = store
+        let (found, owner) = store
             .session_by_digest(&token.digest())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(found.id, session.id, "{}", db.backend);
+        assert_eq!(
+            owner.email, "ada@example.com",
+            "the session comes with its user"
+        );
         assert_eq!(found.method, "password");
         assert_eq!(found.last_seen_at, at);
         assert!(
