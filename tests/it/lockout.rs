@@ -461,17 +461,7 @@ async fn the_threshold_is_the_users_within_bounds_and_reauthentication_counts() 
     for db in databases().await {
         let app = TestApp::start(&db).await;
         app.create_user("ada@example.com", PASSWORD).await;
-        let client = app.client();
-        app.login(&client, "ada@example.com", PASSWORD).await;
-        let csrf: Value = client
-            .get(app.url("/api/v1/csrf"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let csrf = csrf["csrf_token"].as_str().unwrap().to_string();
+        let (client, csrf) = app.signed_in("ada@example.com").await;
         let shown: Value = client
             .get(app.url("/api/v1/me/security"))
             .send()

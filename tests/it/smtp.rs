@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -103,19 +103,10 @@ fn free_port() -> u16 {
 
 /// Signs in and changes the password, which queues the alert mail.
 async fn change_password(app: &TestApp) {
-    let client = app.client();
-    app.login(&client, "ada@example.com", PASSWORD).await;
-    let csrf: Value = client
-        .get(app.url("/api/v1/csrf"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (client, csrf) = app.signed_in("ada@example.com").await;
     let response = client
         .post(app.url("/api/v1/me/password"))
-        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap())
+        .header("x-csrf-token", csrf)
         .header(
             "user-agent",
             "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
