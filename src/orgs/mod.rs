@@ -155,15 +155,6 @@ impl Orgs {
         Ok(membership)
     }
 
-    pub async fn members(&self, org_name: &str) -> Result<Vec<Member>, OrgError> {
-        let org = self
-            .store
-            .org_by_name(org_name.trim())
-            .await?
-            .ok_or_else(|| OrgError::UnknownOrg(org_name.trim().to_string()))?;
-        Ok(self.store.members_of_org(org.id).await?)
-    }
-
     /// The rule for acting on a member as an organization administrator: the caller must be
     /// an admin or legal representative of `org_id` (a plain member gets `Forbidden`, an
     /// outsider `NotFound`, so organizations cannot be probed), and `member` must belong to it.
