@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod mail;
+pub mod oidc;
 pub mod ops;
 pub mod orgs;
 pub mod sessions;

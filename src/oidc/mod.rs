@@ -1,0 +1,5 @@
+//! The OpenID Connect provider.
+
+mod model;
+
+pub use model::*;
