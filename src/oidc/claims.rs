@@ -48,20 +48,23 @@ pub enum JwtRefused {
     UnknownKey,
     #[error("wrong token type")]
     WrongType,
+    #[error("expired")]
+    Expired,
     #[error("invalid: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
 /// Verifies a JWT we signed: a known `kid`, the algorithm of that key (never the header's
-/// choice, so `alg: none` or an HMAC confusion cannot pass), the `typ`, `iss` and, unless
-/// `allow_expired`, `exp`.
+/// choice, so `alg: none` or an HMAC confusion cannot pass), the `typ`, `iss` and, when
+/// `now` is given, `exp` against the server's clock (`None` accepts an expired token, as
+/// an `id_token_hint` may be).
 pub fn verify_own<T: serde::de::DeserializeOwned>(
     keys: &SigningKeys,
     issuer: &str,
     token: &str,
     typ: Option<&str>,
     audience: Option<&str>,
-    allow_expired: bool,
+    now: Option<time::OffsetDateTime>,
 ) -> Result<T, JwtRefused> {
     if token.len() > 8192 {
         return Err(JwtRefused::Malformed);
@@ -85,11 +88,18 @@ pub fn verify_own<T: serde::de::DeserializeOwned>(
         Some(aud) => validation.set_audience(&[aud]),
         None => validation.validate_aud = false,
     }
-    if allow_expired {
-        validation.validate_exp = false;
-        validation.required_spec_claims.remove("exp");
+    // Expiry is checked below against the server's clock, not the system's.
+    validation.validate_exp = false;
+    validation.required_spec_claims.remove("exp");
+    let claims =
+        jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)?.claims;
+    if let Some(now) = now {
+        let exp = claims.get("exp").and_then(serde_json::Value::as_i64);
+        if exp.is_none_or(|exp| exp <= now.unix_timestamp()) {
+            return Err(JwtRefused::Expired);
+        }
     }
-    Ok(jsonwebtoken::decode::<T>(token, &key.decoding, &validation)?.claims)
+    serde_json::from_value(claims).map_err(|_| JwtRefused::Malformed)
 }
 
 /// `at_hash` / `c_hash` (OIDC Core 3.1.3.6): the left half of the hash that goes with the

@@ -1090,7 +1090,7 @@ impl Provider {
             token,
             Some("at+jwt"),
             Some(&self.issuer),
-            false,
+            Some(now),
         )
         .map_err(BearerError::Invalid)?;
         let grant_id = match &claims.gid {
@@ -1229,8 +1229,14 @@ impl Provider {
             }
             return Ok(());
         }
-        let parsed: Result<AccessClaims, _> =
-            claims::verify_own(&self.keys, &self.issuer, token, Some("at+jwt"), None, false);
+        let parsed: Result<AccessClaims, _> = claims::verify_own(
+            &self.keys,
+            &self.issuer,
+            token,
+            Some("at+jwt"),
+            None,
+            Some(now),
+        );
         if let Ok(claims) = parsed
             && claims.client_id == client.id
         {
@@ -1263,7 +1269,7 @@ impl Provider {
         }
         let hint = match params.get("id_token_hint") {
             Some(token) => Some(
-                claims::verify_own::<Hint>(&self.keys, &self.issuer, token, None, None, true)
+                claims::verify_own::<Hint>(&self.keys, &self.issuer, token, None, None, None)
                     .map_err(|_| "oidc-error-id-token-hint")?,
             ),
             None => None,
