@@ -5,6 +5,7 @@
 //! `account:write` (changes), so that other services can act for the user.
 
 pub mod activity;
+mod clients;
 mod me;
 mod problem;
 mod security;
@@ -50,7 +51,12 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::list_of_member,
         sessions::end_of_member,
         activity::list,
-        activity::csv
+        activity::csv,
+        clients::list,
+        clients::create,
+        clients::delete,
+        clients::consents,
+        clients::revoke_consent
     ),
     components(schemas(
         Problem,
@@ -69,13 +75,19 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::EndedCount,
         crate::sessions::DeviceLabel,
         activity::ActivityList,
-        activity::EventView
+        activity::EventView,
+        clients::ClientView,
+        clients::ClientList,
+        clients::ClientCreate,
+        clients::ConsentList,
+        crate::oidc::Consent
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
         (name = "organizations", description = "What organization administrators do for their members"),
         (name = "sessions", description = "Account access: the devices signed in to the account"),
-        (name = "activity", description = "Account activity: what happened to the account")
+        (name = "activity", description = "Account activity: what happened to the account"),
+        (name = "clients", description = "Relying applications (instance administrators)")
     )
 )]
 struct ApiDoc;
@@ -102,6 +114,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/me/activity", get(activity::list))
         .route("/me/activity.csv", get(activity::csv))
+        .route("/me/consents", get(clients::consents))
+        .route("/me/consents/{client_id}", delete(clients::revoke_consent))
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/{id}", delete(clients::delete))
 }
 
 async fn openapi() -> Response {

@@ -922,3 +922,270 @@ async fn third_party_clients_ask_for_consent_once_and_bearer_tokens_reach_the_ac
         assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn administrators_register_clients_and_users_withdraw_consent() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.state
+            .accounts
+            .create_user(
+                "root@example.com",
+                "Root",
+                PASSWORD,
+                true,
+                app.state.clock.now(),
+            )
+            .await
+            .unwrap();
+        app.create_user("ada@example.com", PASSWORD).await;
+        let (admin, csrf) = app.signed_in("root@example.com").await;
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({
+                "name": "Calendar",
+                "redirect_uris": [REDIRECT],
+                "id_token_signed_response_alg": "ES256"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", db.backend);
+        let created: Value = response.json().await.unwrap();
+        let secret = created["client_secret"].as_str().unwrap().to_string();
+        let id = created["client_id"].as_str().unwrap().to_string();
+        let listed: Value = admin
+            .get(app.url("/api/v1/clients"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            listed["clients"][0].get("client_secret").is_none(),
+            "the secret is shown once"
+        );
+        // Not for members; bad URIs refused.
+        let (member, member_csrf) = app.signed_in("ada@example.com").await;
+        let response = member.get(app.url("/api/v1/clients")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({"name": "Bad", "redirect_uris": ["javascript:alert(1)"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+        // The third-party client gets consent, ES256 ID tokens as registered.
+        let registered = Registered {
+            id: id.clone(),
+            secret: Some(secret),
+        };
+        let rp = relying_party(&app, &registered).await;
+        let browser = app.client();
+        let (code, verifier, nonce) =
+            authorize(&app, &rp, &browser, "ada@example.com", &["account:read"]).await;
+        let tokens = rp
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&http())
+            .await
+            .unwrap();
+        let id_token = tokens.id_token().unwrap();
+        let verifier = rp.id_token_verifier().set_allowed_algs(vec![
+            openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        ]);
+        id_token
+            .claims(&verifier, &nonce)
+            .expect("an ES256 ID token");
+        assert_eq!(
+            *id_token.signing_alg().unwrap(),
+            openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256
+        );
+
+        let consents: Value = member
+            .get(app.url("/api/v1/me/consents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(consents["consents"][0]["client_name"], "Calendar");
+        let response = member
+            .delete(app.url(&format!("/api/v1/me/consents/{id}")))
+            .header("x-csrf-token", &member_csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            userinfo_status(&app, tokens.access_token().secret()).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let response = browser
+            .get(app.url("/oauth2/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", id.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("scope", "openid"),
+                ("prompt", "none"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let back = url::Url::parse(&location(&response)).unwrap();
+        assert_eq!(param(&back, "error").as_deref(), Some("consent_required"));
+
+        // Deleting the client stops it at once.
+        let response = admin
+            .delete(app.url(&format!("/api/v1/clients/{id}")))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let (status, _) = post_form(
+            &app,
+            "/oauth2/token",
+            &registered,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_clients_authenticate_with_a_single_use_assertion() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let der = pair.to_pkcs8v1().unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+            "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..]),
+        }]});
+        let spec = gotthard::oidc::ClientSpec {
+            name: "Backend".into(),
+            auth_method: gotthard::oidc::ClientAuthMethod::PrivateKeyJwt,
+            jwks: Some(jwks.to_string()),
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            first_party: true,
+            require_pkce: false,
+            id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+        };
+        let (client, _) = app
+            .state
+            .provider
+            .create_client(spec, app.state.clock.now())
+            .await
+            .unwrap();
+        let now = app.state.clock.now().unix_timestamp();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let assertion = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"iss": client.id, "sub": client.id, "aud": app.url("/oauth2/token"),
+                "exp": now + 60, "iat": now, "jti": "a-1"}),
+            &jsonwebtoken::EncodingKey::from_ec_der(der.as_ref()),
+        )
+        .unwrap();
+        let form = [
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        let plain = reqwest::Client::new();
+        let first = plain
+            .post(app.url("/oauth2/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::OK, "{}", db.backend);
+        let replay = plain
+            .post(app.url("/oauth2/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            replay.status(),
+            StatusCode::UNAUTHORIZED,
+            "{}: an assertion is single use",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotated_keys_are_published_and_old_tokens_still_verify() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let service = register(&app, "Billing", false, true, None).await;
+        let (_, body) = post_form(
+            &app,
+            "/oauth2/token",
+            &service,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        let old = body["access_token"].as_str().unwrap().to_string();
+        let old_kid = jsonwebtoken::decode_header(&old).unwrap().kid.unwrap();
+        let keys_dir = db.dir.path().join("keys");
+        let later = app.state.clock.now() + time::Duration::seconds(5);
+        gotthard::tokens::signing::rotate(&keys_dir, app.state.config.oidc.key_retention(), later)
+            .unwrap();
+        app.state.provider.keys().reload(later).unwrap();
+        let (_, body) = post_form(
+            &app,
+            "/oauth2/token",
+            &service,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        let new = body["access_token"].as_str().unwrap().to_string();
+        let new_kid = jsonwebtoken::decode_header(&new).unwrap().kid.unwrap();
+        assert_ne!(old_kid, new_kid, "the new key signs");
+        let jwks: Value = reqwest::get(app.url("/oauth2/jwks"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()));
+        let (_, info) = post_form(&app, "/oauth2/introspect", &service, &[("token", &old)]).await;
+        assert_eq!(
+            info["active"], true,
+            "{}: a token of the old key is still good",
+            db.backend
+        );
+    }
+}
