@@ -521,6 +521,17 @@ async fn client_credentials_introspection_revocation_and_client_authentication()
         let (_, info) = post_form(&app, "/oauth2/introspect", &service, &[("token", &token)]).await;
         assert_eq!(info["active"], false, "{}: revoked", db.backend);
 
+        // Browser apps may call the token endpoint from their origin (no cookies involved).
+        let preflight = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, app.url("/oauth2/token"))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.status().is_success());
+        assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+
         // A wrong secret: 401 invalid_client with a challenge.
         let wrong = Registered {
             id: service.id.clone(),
