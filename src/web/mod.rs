@@ -96,6 +96,10 @@ pub fn routes() -> Router<AppState> {
         .route("/account/sessions", get(account::sessions))
         .route("/account/activity", get(account::activity))
         .route(
+            "/account/apps/{client}/revoke",
+            axum::routing::post(account::revoke_app),
+        )
+        .route(
             "/account/security",
             get(security::page).post(security::save),
         )

@@ -818,6 +818,36 @@ async fn ending_the_session_makes_tokens_inactive_and_sends_a_backchannel_logout
         assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
         assert!(claims.get("nonce").is_none());
         assert!(claims["jti"].is_string());
+
+        // A password change ends the other sessions: their apps hear of it too.
+        let again = app.client();
+        let (code, verifier, _) = authorize(&app, &rp, &again, "ada@example.com", &[]).await;
+        rp.exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&http())
+            .await
+            .unwrap();
+        let response = other
+            .post(app.url("/api/v1/me/password"))
+            .header("x-csrf-token", app.api_csrf(&other).await)
+            .json(&serde_json::json!({"current_password": PASSWORD, "new_password": "a-brand-new-passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        for _ in 0..50 {
+            if received.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            received.lock().unwrap().len(),
+            2,
+            "{}: a logout token per ended session",
+            db.backend
+        );
     }
 }
 
@@ -1028,13 +1058,43 @@ async fn administrators_register_clients_and_users_withdraw_consent() {
             .await
             .unwrap();
         assert_eq!(consents["consents"][0]["client_name"], "Calendar");
+        // The account page lists it with a button that withdraws it.
+        let page = member
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Calendar"));
+        let response = member
+            .post(app.url(&format!("/account/apps/{id}/revoke")))
+            .form(&[("csrf", hidden_field(&page, "csrf"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let consents: Value = member
+            .get(app.url("/api/v1/me/consents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(consents["consents"].as_array().unwrap().len(), 0);
         let response = member
             .delete(app.url(&format!("/api/v1/me/consents/{id}")))
             .header("x-csrf-token", &member_csrf)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "already withdrawn"
+        );
         assert_eq!(
             userinfo_status(&app, tokens.access_token().secret()).await,
             StatusCode::UNAUTHORIZED
