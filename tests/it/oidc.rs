@@ -192,6 +192,19 @@ async fn authorize(
     (param(&back, "code").expect("a code"), verifier, nonce)
 }
 
+async fn exchange(
+    rp: &Rp,
+    code: String,
+    verifier: PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    rp.exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap()
+}
+
 async fn post_form(
     app: &TestApp,
     path: &str,
@@ -675,13 +688,7 @@ async fn bad_input_gets_its_oauth_error_never_a_500() {
         let rp = relying_party(&app, &other).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let refresh = tokens.refresh_token().unwrap().secret().clone();
         let (status, body) = post_form(
             &app,
@@ -738,13 +745,7 @@ async fn ending_the_session_makes_tokens_inactive_and_sends_a_backchannel_logout
         let rp = relying_party(&app, &registered).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let access = tokens.access_token().secret().clone();
         let (_, info) = post_form(
             &app,
@@ -822,12 +823,7 @@ async fn ending_the_session_makes_tokens_inactive_and_sends_a_backchannel_logout
         // A password change ends the other sessions: their apps hear of it too.
         let again = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &again, "ada@example.com", &[]).await;
-        rp.exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        exchange(&rp, code, verifier).await;
         let response = other
             .post(app.url("/api/v1/me/password"))
             .header("x-csrf-token", app.api_csrf(&other).await)
@@ -860,13 +856,7 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_the_client() {
         let rp = relying_party(&app, &registered).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let id_token = tokens.id_token().unwrap().to_string();
         // An unregistered return address is refused with a page.
         let response = browser
@@ -911,13 +901,7 @@ async fn third_party_clients_ask_for_consent_once_and_bearer_tokens_reach_the_ac
         // First time: the consent page (follow() allows it); the activity says so.
         let (code, verifier, _) =
             authorize(&app, &rp, &browser, "ada@example.com", &["account:read"]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         // Second time: straight back, the consent is remembered.
         let (challenge, _) = PkceCodeChallenge::new_random_sha256();
         let (url, _, _) = rp
@@ -1030,13 +1014,7 @@ async fn administrators_register_clients_and_users_withdraw_consent() {
         let browser = app.client();
         let (code, verifier, nonce) =
             authorize(&app, &rp, &browser, "ada@example.com", &["account:read"]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let id_token = tokens.id_token().unwrap();
         let verifier = rp.id_token_verifier().set_allowed_algs(vec![
             openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
