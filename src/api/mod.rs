@@ -144,8 +144,8 @@ impl Caller {
     /// method needs.
     async fn from_bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Self, ApiError> {
         let now = state.clock.now();
-        let claims = match state.provider.verify_access_token(token, now).await {
-            Ok(claims) => claims,
+        let (claims, user) = match state.provider.verify_access_token(token, now).await {
+            Ok(found) => found,
             Err(crate::oidc::BearerError::Store(e)) => {
                 return Err(ApiError::Internal(e.to_string()));
             }
@@ -166,12 +166,7 @@ impl Caller {
             .as_deref()
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
             .ok_or(ApiError::Unauthorized)?;
-        let user = state
-            .store
-            .user_by_id(user_id)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or(ApiError::Unauthorized)?;
+        let user = user.ok_or(ApiError::Unauthorized)?;
         let session = state
             .store
             .sessions_of_user(user_id)

@@ -14,7 +14,7 @@ use crate::orgs::{Member, Membership, OrgRole, Organization};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 
-const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
+pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
 
 /// A session and its user. The session's columns are aliased so that the user's keep the
