@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod mail;
 pub mod ops;
 pub mod orgs;
@@ -39,9 +40,10 @@ use crate::accounts::{
 use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::federation::{Federation, UpstreamSecrets};
 use crate::mail::Mailer;
 use crate::ops::Metrics;
-use crate::orgs::Orgs;
+use crate::orgs::{Orgs, SsoConnections};
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
@@ -65,6 +67,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rate_limits: Arc<RateLimits>,
     pub clock: Clock,
+    /// Organizations' SSO connections (Entra ID tenants).
+    pub sso: SsoConnections,
+    /// The relying party towards those tenants.
+    pub federation: Federation,
 }
 
 impl AppState {
@@ -112,7 +118,18 @@ impl AppState {
                 })?,
             )
         };
+        let secrets = Arc::new(UpstreamSecrets::load_or_create(&config.keys.dir)?);
+        let sso = SsoConnections::new(store.clone(), secrets.clone());
+        let federation = Federation::new(
+            store.clone(),
+            sso.clone(),
+            accounts.clone(),
+            secrets,
+            &config.issuer,
+        )?;
         Ok(Self {
+            sso,
+            federation,
             mailer,
             sessions: Sessions::new(
                 store.clone(),
@@ -277,6 +294,9 @@ async fn maintenance(state: AppState) {
             Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
         }
         state.rate_limits.forget_idle();
+        if let Err(err) = state.federation.prune(state.clock.now()).await {
+            tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
+        }
         match state.activity.prune(state.clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),

@@ -42,11 +42,15 @@ pub enum Action {
     AccountUnlocked,
     SecuritySettingsChanged,
     AlertSent,
+    /// An Entra ID identity was linked to the account (SSO).
+    SsoLinked,
+    /// An organization's SSO connection was set or removed (recorded for the admin who did it).
+    SsoChanged,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 14] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -59,6 +63,8 @@ impl Action {
         Action::AccountUnlocked,
         Action::SecuritySettingsChanged,
         Action::AlertSent,
+        Action::SsoLinked,
+        Action::SsoChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +81,8 @@ impl Action {
             Action::AccountUnlocked => "account.unlocked",
             Action::SecuritySettingsChanged => "security.changed",
             Action::AlertSent => "alert.sent",
+            Action::SsoLinked => "sso.linked",
+            Action::SsoChanged => "sso.changed",
         }
     }
 }

@@ -3,6 +3,7 @@
 mod keyring;
 
 pub use keyring::Keyring;
+pub(crate) use keyring::load_or_create_secret;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
