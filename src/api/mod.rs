@@ -8,6 +8,7 @@ mod me;
 mod problem;
 mod security;
 mod sessions;
+mod sso;
 
 use axum::Json;
 use axum::Router;
@@ -49,7 +50,10 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::list_of_member,
         sessions::end_of_member,
         activity::list,
-        activity::csv
+        activity::csv,
+        sso::show,
+        sso::update,
+        sso::remove
     ),
     components(schemas(
         Problem,
@@ -68,7 +72,9 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::EndedCount,
         crate::sessions::DeviceLabel,
         activity::ActivityList,
-        activity::EventView
+        activity::EventView,
+        sso::SsoPut,
+        sso::SsoView
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -101,6 +107,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/me/activity", get(activity::list))
         .route("/me/activity.csv", get(activity::csv))
+        .route(
+            "/orgs/{org}/sso",
+            get(sso::show).put(sso::update).delete(sso::remove),
+        )
 }
 
 async fn openapi() -> Response {

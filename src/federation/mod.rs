@@ -258,6 +258,37 @@ impl Federation {
         Ok(url.to_string())
     }
 
+    /// Whether the password sign-in of `email` is refused because its organization signs in
+    /// with SSO only (`enforce_sso`). A refusal is recorded like a failed sign-in.
+    pub async fn password_refused(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let Ok(email) = normalize_email(email) else {
+            return Ok(false);
+        };
+        let Some(connection) = self.connections.for_email(&email).await? else {
+            return Ok(false);
+        };
+        if !connection.enforce_sso {
+            return Ok(false);
+        }
+        let user = self.store.user_by_email(&email).await?;
+        let event = ActivityEvent::new(
+            user.map(|u| u.id),
+            Action::LoginFailed,
+            client,
+            serde_json::json!({
+                "method": "password", "reason": "sso_required", "org_id": connection.org_id
+            }),
+            now,
+        );
+        self.store.record_event(&event).await?;
+        Ok(true)
+    }
+
     /// The callback: uses the flow state once, exchanges the code, validates the ID token and
     /// finds (or provisions) the account. Every refusal is recorded as an activity event.
     pub async fn finish(

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::OrgRole;
+use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::federation::{SecretUnreadable, UpstreamSecrets};
 use crate::store::{Store, StoreError};
 
@@ -53,7 +54,7 @@ impl SsoConnection {
 }
 
 /// What an administrator or operator sets. `client_secret: None` keeps the stored one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SsoSettings {
     pub tenant_id: String,
     pub client_id: String,
@@ -63,6 +64,22 @@ pub struct SsoSettings {
     pub provision: bool,
     pub default_role: OrgRole,
     pub enforce_sso: bool,
+}
+
+impl std::fmt::Debug for SsoSettings {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoSettings")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("domains", &self.domains)
+            .field("authority", &self.authority)
+            .field("provision", &self.provision)
+            .field("default_role", &self.default_role)
+            .field("enforce_sso", &self.enforce_sso)
+            .finish()
+    }
 }
 
 /// Why settings are refused; each names the field.
@@ -104,11 +121,14 @@ impl SsoConnections {
         Self { store, secrets }
     }
 
-    /// Creates or replaces the connection of `org_id` (which must exist).
+    /// Creates or replaces the connection of `org_id` (which must exist). `by` is the
+    /// administrator who did it (recorded in their activity), `None` for the operator's CLI.
     pub async fn set(
         &self,
         org_id: Uuid,
         settings: SsoSettings,
+        by: Option<Uuid>,
+        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<SsoConnection, SsoSettingsError> {
         let tenant_id = guid(&settings.tenant_id).ok_or(SsoSettingsError::InvalidTenant)?;
@@ -173,7 +193,36 @@ impl SsoConnections {
                 }
                 other => other.into(),
             })?;
+        // What changed is told; the secret only as "replaced".
+        self.record_change(
+            by,
+            client,
+            serde_json::json!({
+                "org_id": org_id,
+                "tenant_id": connection.tenant_id,
+                "domains": connection.domains,
+                "provision": connection.provision,
+                "enforce_sso": connection.enforce_sso,
+                "secret_replaced": settings.client_secret.is_some(),
+            }),
+            now,
+        )
+        .await?;
         Ok(connection)
+    }
+
+    async fn record_change(
+        &self,
+        by: Option<Uuid>,
+        client: &ClientInfo,
+        details: serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if let Some(admin) = by {
+            let event = ActivityEvent::new(Some(admin), Action::SsoChanged, client, details, now);
+            self.store.record_event(&event).await?;
+        }
+        Ok(())
     }
 
     pub async fn get(&self, org_id: Uuid) -> Result<Option<SsoConnection>, StoreError> {
@@ -181,8 +230,19 @@ impl SsoConnections {
     }
 
     /// Removes the connection (and its domains); `false` when there was none.
-    pub async fn remove(&self, org_id: Uuid) -> Result<bool, StoreError> {
-        self.store.delete_sso_connection(org_id).await
+    pub async fn remove(
+        &self,
+        org_id: Uuid,
+        by: Option<Uuid>,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let removed = self.store.delete_sso_connection(org_id).await?;
+        if removed {
+            let details = serde_json::json!({ "org_id": org_id, "removed": true });
+            self.record_change(by, client, details, now).await?;
+        }
+        Ok(removed)
     }
 
     /// Home-realm discovery: the connection whose domains include the address's.

@@ -42,6 +42,33 @@ fn render_form(
     Ok((status, jar, Html(html)).into_response())
 }
 
+/// The password form again, saying that this address signs in with SSO only, with the SSO
+/// button already carrying the address.
+fn render_sso_required(
+    state: &AppState,
+    page: PageContext,
+    email: &str,
+) -> Result<Response, WebError> {
+    let (jar, token) = page.csrf_token(state, "");
+    let sso_href = format!(
+        "/login/sso?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("email", email)
+            .finish()
+    );
+    let html = state.pages.render(
+        "login.html",
+        &page.tr,
+        context! {
+            csrf => token,
+            email => email,
+            error => page.tr.t("login-sso-required"),
+            sso_href,
+        },
+    )?;
+    Ok((StatusCode::FORBIDDEN, jar, Html(html)).into_response())
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     email: String,
@@ -68,6 +95,14 @@ pub async fn submit(
         );
     }
     let now = state.clock.now();
+    if state
+        .federation
+        .password_refused(&form.email, &page.client, now)
+        .await?
+    {
+        state.metrics.login(LoginOutcome::WrongCredentials);
+        return render_sso_required(&state, page, form.email.trim());
+    }
     let checked = state
         .accounts
         .check_password(&form.email, &form.password, &page.client, now)

@@ -10,6 +10,7 @@ mod members;
 pub mod rate_limit;
 mod security;
 mod setup;
+mod sso;
 mod unlock;
 
 use std::net::SocketAddr;
@@ -51,6 +52,13 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("security.html", include_str!("templates/security.html")),
     ("members.html", include_str!("templates/members.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("sso.html", include_str!("templates/sso.html")),
+    (
+        "sso_redirect.html",
+        include_str!("templates/sso_redirect.html"),
+    ),
+    ("sso_error.html", include_str!("templates/sso_error.html")),
+    ("sso_link.html", include_str!("templates/sso_link.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
 
@@ -113,6 +121,9 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(account::end_session),
         )
         .route("/static/gotthard.css", get(stylesheet))
+        .route("/login/sso", get(sso::form).post(sso::begin))
+        .route("/login/sso/callback", get(sso::callback))
+        .route("/login/sso/link", axum::routing::post(sso::link))
 }
 
 async fn stylesheet() -> Response {
