@@ -3,6 +3,7 @@
 mod activity;
 mod browser;
 mod cli;
+mod entra;
 mod lockout;
 mod login;
 mod me;
@@ -11,5 +12,6 @@ mod redis;
 mod sessions;
 mod setup;
 mod smtp;
+mod sso;
 mod store;
 mod support;
