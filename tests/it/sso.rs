@@ -217,6 +217,16 @@ async fn first_sign_in_provisions_and_the_second_finds_the_same_account_by_tid_a
                 .any(|(u, d)| *u == Some(user.id) && d["method"] == "sso"),
             "{logins:?}"
         );
+        // "Account access" tells how the device signed in.
+        let listed = client
+            .get(sso.app.url("/account/sessions"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(listed.contains("signed in with SSO: Contoso"), "{listed}");
         let users_before = db.count("users").await;
 
         // The tenant's admin changes the e-mail claim (even to someone else's address): the
@@ -810,5 +820,88 @@ async fn the_sso_api_is_for_admins_and_never_returns_the_secret() {
             admin.get(&path).send().await.unwrap().status(),
             StatusCode::NOT_FOUND
         );
+    }
+}
+
+#[tokio::test]
+async fn operators_set_show_and_remove_the_connection_with_the_cli() {
+    use crate::cli::{gotthard, stderr, stdout};
+    for db in databases().await {
+        let org = gotthard(&db, &["org", "create", "--name", "Contoso"], None);
+        assert!(org.status.success(), "{}", stderr(&org));
+        let tenant = Uuid::new_v4().to_string();
+        let app_id = Uuid::new_v4().to_string();
+        let set_args = [
+            "org",
+            "sso",
+            "set",
+            "--org",
+            "Contoso",
+            "--tenant-id",
+            &tenant,
+            "--client-id",
+            &app_id,
+            "--domain",
+            "contoso.example",
+            "--domain",
+            "Contoso.net",
+            "--provision",
+            "--enforce-sso",
+        ];
+        // A new connection needs its secret, from stdin only.
+        let without = gotthard(&db, &set_args, None);
+        assert!(!without.status.success());
+        assert!(
+            stderr(&without).contains("client_secret"),
+            "{}",
+            stderr(&without)
+        );
+        let mut with_secret = set_args.to_vec();
+        with_secret.push("--client-secret-stdin");
+        let set = gotthard(&db, &with_secret, Some("cli~secret~value\n"));
+        assert!(set.status.success(), "{}: {}", db.backend, stderr(&set));
+        assert!(stdout(&set).contains("/login/sso/callback"));
+        assert!(!stdout(&set).contains("cli~secret~value"));
+
+        let show = gotthard(&db, &["org", "sso", "show", "--org", "Contoso"], None);
+        let shown = stdout(&show);
+        assert!(shown.contains(&format!("tenant_id\t{tenant}")), "{shown}");
+        assert!(shown.contains("domains\tcontoso.example,contoso.net"));
+        assert!(shown.contains("enforce_sso\ttrue"));
+        assert!(!shown.contains("cli~secret~value"));
+        assert!(!stderr(&show).contains("cli~secret~value"));
+
+        // The server decrypts what the CLI encrypted (same keys/ folder).
+        let app = TestApp::start(&db).await;
+        let org = app.state.orgs.by_name("Contoso").await.unwrap().unwrap();
+        let connection = app.state.sso.get(org.id).await.unwrap().unwrap();
+        assert_eq!(
+            app.state.sso.client_secret(&connection).unwrap(),
+            "cli~secret~value"
+        );
+        drop(app);
+
+        let bad = gotthard(
+            &db,
+            &[
+                "org",
+                "sso",
+                "set",
+                "--org",
+                "Contoso",
+                "--tenant-id",
+                "common",
+                "--client-id",
+                &app_id,
+                "--domain",
+                "contoso.example",
+            ],
+            None,
+        );
+        assert!(!bad.status.success());
+        assert!(stderr(&bad).contains("tenant_id"));
+        let removed = gotthard(&db, &["org", "sso", "remove", "--org", "Contoso"], None);
+        assert!(stdout(&removed).contains("no longer signs in with SSO"));
+        assert_eq!(db.count("sso_domains").await, 0);
     }
 }

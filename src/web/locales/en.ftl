@@ -151,3 +151,4 @@ sso-link-submit = Link and sign in
 sso-link-unusable = This confirmation has expired or was already used. Please sign in with SSO again.
 action-sso-linked = Organization sign-in (SSO) linked
 action-sso-changed = SSO connection changed
+sessions-method-sso = SSO: { $org }

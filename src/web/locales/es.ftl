@@ -151,3 +151,4 @@ sso-link-submit = Vincular e iniciar sesión
 sso-link-unusable = Esta confirmación ha caducado o ya se usó. Vuelva a iniciar sesión con SSO.
 action-sso-linked = Inicio de sesión de la organización (SSO) vinculado
 action-sso-changed = Conexión SSO modificada
+sessions-method-sso = SSO: { $org }

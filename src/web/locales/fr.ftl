@@ -151,3 +151,4 @@ sso-link-submit = Relier et se connecter
 sso-link-unusable = Cette confirmation a expiré ou a déjà servi. Reconnectez-vous avec le SSO.
 action-sso-linked = Connexion de l'organisation (SSO) reliée
 action-sso-changed = Connexion SSO modifiée
+sessions-method-sso = SSO : { $org }
