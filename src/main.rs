@@ -311,7 +311,12 @@ async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
                 .user_by_email(&normalized)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
-            if state.orgs.remove_member(found.id, user.id).await? {
+            let client = gotthard::audit::ClientInfo::new("cli", "gotthard org remove-member");
+            if state
+                .orgs
+                .remove_member(found.id, user.id, &client, state.clock.now())
+                .await?
+            {
                 println!("{normalized} is no longer a member of {}", found.name);
             } else {
                 println!("{normalized} was not a member of {}", found.name);
@@ -368,7 +373,13 @@ async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
             };
             let connection = state
                 .sso
-                .set(found.id, settings, None, &client, now)
+                .set(
+                    found.id,
+                    settings,
+                    gotthard::orgs::SsoEditor::Operator,
+                    &client,
+                    now,
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
@@ -399,7 +410,11 @@ async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
         }
         SsoCommand::Remove { org } => {
             let found = find_org(state, &org).await?;
-            if state.sso.remove(found.id, None, &client, now).await? {
+            if state
+                .sso
+                .remove(found.id, gotthard::orgs::SsoEditor::Operator, &client, now)
+                .await?
+            {
                 println!("{} no longer signs in with SSO", found.name);
             } else {
                 println!("{} had no SSO connection", found.name);

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::me::ApiJson;
 use super::{ApiError, Caller, Problem};
 use crate::AppState;
-use crate::orgs::{OrgRole, SsoConnection, SsoSettings, SsoSettingsError};
+use crate::orgs::{OrgRole, SsoConnection, SsoEditor, SsoSettings, SsoSettingsError};
 
 /// The connection as it is set. `client_secret` may be left out to keep the stored one.
 #[derive(Deserialize, ToSchema)]
@@ -28,7 +28,8 @@ pub struct SsoPut {
     pub client_secret: Option<String>,
     /// The e-mail domains whose users sign in through this tenant.
     pub domains: Vec<String>,
-    /// Base URL of the Entra ID cloud; default `https://login.microsoftonline.com`.
+    /// Base URL of the Entra ID cloud; default `https://login.microsoftonline.com`. Other
+    /// than Entra's clouds only for administrators of this Gotthard instance.
     #[serde(default)]
     pub authority: Option<String>,
     /// Create an account (and membership) at an unknown user's first sign-in.
@@ -82,6 +83,13 @@ impl SsoView {
             redirect_uri: redirect_uri.to_string(),
             updated_at: connection.updated_at,
         }
+    }
+}
+
+fn editor(caller: &Caller) -> SsoEditor {
+    SsoEditor::Admin {
+        user_id: caller.me.user.id,
+        instance_admin: caller.me.user.is_admin,
     }
 }
 
@@ -154,7 +162,7 @@ pub async fn update(
         .set(
             org,
             settings,
-            Some(caller.me.user.id),
+            editor(&caller),
             &caller.client,
             state.clock.now(),
         )
@@ -191,12 +199,7 @@ pub async fn remove(
     state.orgs.require_admin(org, caller.me.user.id).await?;
     if !state
         .sso
-        .remove(
-            org,
-            Some(caller.me.user.id),
-            &caller.client,
-            state.clock.now(),
-        )
+        .remove(org, editor(&caller), &caller.client, state.clock.now())
         .await?
     {
         return Err(ApiError::NotFound);

@@ -476,10 +476,26 @@ impl Federation {
             serde_json::json!({ "method": "sso", "org_id": connection.org_id }),
             now,
         );
-        let user = self
+        let user = match self
             .store
             .provision_sso_user(&user, &identity, &membership, &event)
-            .await?;
+            .await
+        {
+            Ok(user) => user,
+            // A parallel callback of the same person provisioned the account first.
+            Err(StoreError::Conflict) => {
+                let found = self
+                    .store
+                    .federated_identity(&identity.tenant_id, &identity.object_id)
+                    .await?
+                    .ok_or(Refusal::NoAccount)?;
+                self.store
+                    .user_by_id(found.user_id)
+                    .await?
+                    .ok_or(Refusal::NoAccount)?
+            }
+            Err(other) => return Err(other.into()),
+        };
         Ok(Finished::SignedIn {
             user,
             org_id: connection.org_id,

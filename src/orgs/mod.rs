@@ -9,11 +9,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::normalize_email;
+use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 
 pub use sso::{
-    MAX_DOMAINS, MAX_SECRET_LEN, PUBLIC_CLOUD, SsoConnection, SsoConnections, SsoSettings,
-    SsoSettingsError, domain_of,
+    ENTRA_CLOUDS, MAX_DOMAINS, MAX_SECRET_LEN, PUBLIC_CLOUD, SsoConnection, SsoConnections,
+    SsoEditor, SsoSettings, SsoSettingsError, domain_of,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -193,10 +194,27 @@ impl Orgs {
         self.store.members_of_org(org_id).await
     }
 
-    /// Removes a member from the organization (their SSO sign-in there stops with it);
-    /// `false` when they were not a member.
-    pub async fn remove_member(&self, org_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {
-        self.store.delete_membership(org_id, user_id).await
+    /// Removes a member from the organization: their SSO sign-in there stops, and so do the
+    /// sessions it had started. `false` when they were not a member.
+    pub async fn remove_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let event = ActivityEvent::new(
+            Some(user_id),
+            Action::SessionEnded,
+            client,
+            serde_json::json!({ "by": "membership_removed", "org_id": org_id }),
+            now,
+        );
+        Ok(self
+            .store
+            .delete_membership(org_id, user_id, &event)
+            .await?
+            .is_some())
     }
 
     pub async fn by_id(&self, org_id: Uuid) -> Result<Option<Organization>, StoreError> {

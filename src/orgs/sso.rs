@@ -15,6 +15,46 @@ use crate::store::{Store, StoreError};
 /// Entra ID's public cloud; national clouds (and tests) set another authority.
 pub const PUBLIC_CLOUD: &str = "https://login.microsoftonline.com";
 
+/// Entra ID's clouds (public, US government, China): an organization's administrator may
+/// choose among these. Any other base URL makes Gotthard fetch from wherever it points, so
+/// only an operator (CLI) or an administrator of this Gotthard instance may set one.
+pub const ENTRA_CLOUDS: [&str; 4] = [
+    PUBLIC_CLOUD,
+    "https://login.microsoftonline.us",
+    "https://login.partner.microsoftonline.cn",
+    "https://login.chinacloudapi.cn",
+];
+
+/// Who changes a connection: what they may set, and whose activity records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsoEditor {
+    /// `gotthard org sso …` on the server.
+    Operator,
+    /// A signed-in administrator (or legal representative) of the organization;
+    /// `instance_admin` when they also administer this Gotthard instance.
+    Admin { user_id: Uuid, instance_admin: bool },
+}
+
+impl SsoEditor {
+    fn user(self) -> Option<Uuid> {
+        match self {
+            SsoEditor::Operator => None,
+            SsoEditor::Admin { user_id, .. } => Some(user_id),
+        }
+    }
+
+    fn may_set_any_authority(self) -> bool {
+        matches!(
+            self,
+            SsoEditor::Operator
+                | SsoEditor::Admin {
+                    instance_admin: true,
+                    ..
+                }
+        )
+    }
+}
+
 /// Longest client secret accepted (Entra's are 40 characters).
 pub const MAX_SECRET_LEN: usize = 1024;
 /// Most domains one connection answers for.
@@ -101,6 +141,11 @@ pub enum SsoSettingsError {
     DomainTaken(String),
     #[error("`authority` must be an https URL without query or fragment")]
     InvalidAuthority,
+    #[error(
+        "`authority` must be one of Entra ID's clouds ({}); an operator can set another",
+        ENTRA_CLOUDS.join(", ")
+    )]
+    AuthorityNotAllowed,
     #[error("`default_role` must be `member` or `admin`")]
     InvalidRole,
     #[error(transparent)]
@@ -121,22 +166,28 @@ impl SsoConnections {
         Self { store, secrets }
     }
 
-    /// Creates or replaces the connection of `org_id` (which must exist). `by` is the
-    /// administrator who did it (recorded in their activity), `None` for the operator's CLI.
+    /// Creates or replaces the connection of `org_id` (which must exist). An administrator's
+    /// change is recorded in their activity.
     pub async fn set(
         &self,
         org_id: Uuid,
         settings: SsoSettings,
-        by: Option<Uuid>,
+        by: SsoEditor,
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<SsoConnection, SsoSettingsError> {
+        let existing = self.store.sso_connection(org_id).await?;
         let tenant_id = guid(&settings.tenant_id).ok_or(SsoSettingsError::InvalidTenant)?;
         let client_id = guid(&settings.client_id).ok_or(SsoSettingsError::InvalidClientId)?;
         let authority = match settings.authority.as_deref().map(str::trim) {
             None | Some("") => PUBLIC_CLOUD.to_string(),
             Some(url) => authority(url).ok_or(SsoSettingsError::InvalidAuthority)?,
         };
+        let unchanged = existing.as_ref().is_some_and(|c| c.authority == authority);
+        if !(ENTRA_CLOUDS.contains(&authority.as_str()) || unchanged || by.may_set_any_authority())
+        {
+            return Err(SsoSettingsError::AuthorityNotAllowed);
+        }
         // A legal representative is a legal designation, never granted by a sign-in.
         if settings.default_role == OrgRole::LegalRepresentative {
             return Err(SsoSettingsError::InvalidRole);
@@ -159,7 +210,7 @@ impl SsoConnections {
                 return Err(SsoSettingsError::DomainTaken(domain.clone()));
             }
         }
-        let existing = self.store.sso_connection(org_id).await?;
+
         let client_secret_enc = match (settings.client_secret.as_deref(), &existing) {
             (Some(secret), _) => {
                 if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
@@ -213,12 +264,12 @@ impl SsoConnections {
 
     async fn record_change(
         &self,
-        by: Option<Uuid>,
+        by: SsoEditor,
         client: &ClientInfo,
         details: serde_json::Value,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        if let Some(admin) = by {
+        if let Some(admin) = by.user() {
             let event = ActivityEvent::new(Some(admin), Action::SsoChanged, client, details, now);
             self.store.record_event(&event).await?;
         }
@@ -233,7 +284,7 @@ impl SsoConnections {
     pub async fn remove(
         &self,
         org_id: Uuid,
-        by: Option<Uuid>,
+        by: SsoEditor,
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {

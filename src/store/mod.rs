@@ -271,8 +271,15 @@ pub trait Store: SsoStore + Send + Sync {
 #[async_trait]
 pub trait SsoStore: Send + Sync {
     async fn org_by_id(&self, id: Uuid) -> Result<Option<Organization>, StoreError>;
-    /// Removes a membership; `false` when there was none.
-    async fn delete_membership(&self, org_id: Uuid, user_id: Uuid) -> Result<bool, StoreError>;
+    /// Removes a membership and ends the member's sessions signed in through the
+    /// organization's SSO (writing `event` when some ended), in one transaction; `None` when
+    /// there was no such membership, else how many sessions ended.
+    async fn delete_membership(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        event: &ActivityEvent,
+    ) -> Result<Option<u64>, StoreError>;
     /// Creates or replaces an organization's connection and its domains, in one transaction;
     /// [`StoreError::Conflict`] when a domain belongs to another organization.
     async fn put_sso_connection(&self, connection: &SsoConnection) -> Result<(), StoreError>;

@@ -1176,16 +1176,36 @@ macro_rules! sso_sql_store {
                 &self,
                 org_id: Uuid,
                 user_id: Uuid,
-            ) -> Result<bool, StoreError> {
-                Ok(
+                event: &ActivityEvent,
+            ) -> Result<Option<u64>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let removed =
                     sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
                         .bind(org_id)
                         .bind(user_id)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected()
-                        == 1,
+                        == 1;
+                if !removed {
+                    return Ok(None);
+                }
+                // The organization vouched for these sessions; it no longer does.
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, ended_reason = 'membership_removed' \
+                     WHERE user_id = $2 AND sso_org_id = $3 AND ended_at IS NULL",
                 )
+                .bind(event.created_at)
+                .bind(user_id)
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if ended > 0 {
+                    Self::insert_event(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(Some(ended))
             }
 
             async fn put_sso_connection(&self, c: &SsoConnection) -> Result<(), StoreError> {

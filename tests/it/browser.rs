@@ -246,7 +246,13 @@ async fn sign_in_with_sso_through_the_entra_double_in_chromium() {
     let client = gotthard::audit::ClientInfo::new("test", "");
     app.state
         .sso
-        .set(org.id, settings, None, &client, now)
+        .set(
+            org.id,
+            settings,
+            gotthard::orgs::SsoEditor::Operator,
+            &client,
+            now,
+        )
         .await
         .unwrap();
     entra.add_user("ada@contoso.example", Some("ada@contoso.example"), "Ada");

@@ -23,7 +23,13 @@ async fn setup(db: &TestDb, provision: bool, enforce_sso: bool) -> Sso {
     let app = TestApp::start(db).await;
     let now = app.state.clock.now();
     let org = app.state.orgs.create("Contoso", now).await.unwrap();
-    app.create_user("rep@example.net", PASSWORD).await;
+    // An administrator of this instance too: only they (or an operator) may point the
+    // connection at an authority outside Entra's clouds, like the double.
+    app.state
+        .accounts
+        .create_user("rep@example.net", "Rep", PASSWORD, true, now)
+        .await
+        .unwrap();
     app.state
         .orgs
         .add_member(
@@ -633,14 +639,18 @@ async fn a_removed_member_can_no_longer_sign_in_with_the_organizations_sso() {
             .await
             .unwrap()
             .unwrap();
+        let now = sso.app.state.clock.now();
+        let cli = gotthard::audit::ClientInfo::new("test", "");
         assert!(
             sso.app
                 .state
                 .orgs
-                .remove_member(sso.org, user.id)
+                .remove_member(sso.org, user.id, &cli, now)
                 .await
                 .unwrap()
         );
+        // The session the organization's SSO had started ends with the membership.
+        assert!(sso.account_email(&client).await.is_none(), "signed out");
         let later = sso.app.client();
         let refused = sso.sign_in(&later, username, username).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{}", db.backend);
@@ -806,6 +816,34 @@ async fn the_sso_api_is_for_admins_and_never_returns_the_secret() {
             .await
             .unwrap();
         assert_eq!(taken.status(), StatusCode::CONFLICT, "{}", db.backend);
+        // An organization's admin may choose among Entra's clouds, not any URL (the server
+        // would fetch from it).
+        let elsewhere = boss
+            .put(app.url(&format!("/api/v1/orgs/{}/sso", other.id)))
+            .header("x-csrf-token", &boss_csrf)
+            .json(&serde_json::json!({
+                "tenant_id": Uuid::new_v4(), "client_id": Uuid::new_v4(),
+                "client_secret": "x", "domains": ["fabrikam.example"],
+                "authority": "http://127.0.0.1:9",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let national = boss
+            .put(app.url(&format!("/api/v1/orgs/{}/sso", other.id)))
+            .header("x-csrf-token", &boss_csrf)
+            .json(&serde_json::json!({
+                "tenant_id": Uuid::new_v4(), "client_id": Uuid::new_v4(),
+                "client_secret": "x", "domains": ["fabrikam.example"],
+                "authority": "https://login.microsoftonline.us/",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(national.status(), StatusCode::OK);
+        let national: serde_json::Value = national.json().await.unwrap();
+        assert_eq!(national["authority"], "https://login.microsoftonline.us");
         // Without the CSRF header: refused.
         let no_csrf = admin.delete(&path).send().await.unwrap();
         assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
