@@ -11,6 +11,7 @@ pub mod rate_limit;
 mod security;
 mod setup;
 mod sso;
+mod sso_admin;
 mod unlock;
 
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("sso_error.html", include_str!("templates/sso_error.html")),
     ("sso_link.html", include_str!("templates/sso_link.html")),
+    ("sso_admin.html", include_str!("templates/sso_admin.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
 
@@ -124,6 +126,14 @@ pub fn routes() -> Router<AppState> {
         .route("/login/sso", get(sso::form).post(sso::begin))
         .route("/login/sso/callback", get(sso::callback))
         .route("/login/sso/link", axum::routing::post(sso::link))
+        .route(
+            "/account/orgs/{org}/sso",
+            get(sso_admin::page).post(sso_admin::save),
+        )
+        .route(
+            "/account/orgs/{org}/sso/remove",
+            axum::routing::post(sso_admin::remove),
+        )
 }
 
 async fn stylesheet() -> Response {

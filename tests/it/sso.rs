@@ -943,3 +943,107 @@ async fn operators_set_show_and_remove_the_connection_with_the_cli() {
         assert_eq!(db.count("sso_domains").await, 0);
     }
 }
+
+#[tokio::test]
+async fn admins_manage_the_connection_on_its_page() {
+    for db in databases().await {
+        let sso = setup(&db, false, false).await;
+        let app = &sso.app;
+        let (admin, _) = &sso.admin;
+        let path = format!("/account/orgs/{}/sso", sso.org);
+        let page = admin.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{}", db.backend);
+        let html = page.text().await.unwrap();
+        assert_eq!(attr(&html, "#tenant_id", "value"), sso.entra.tenant);
+        assert_eq!(attr(&html, "#domains", "value"), DOMAIN);
+        assert_eq!(
+            text_of(&html, "#sso-redirect-uri").as_deref(),
+            Some(app.url("/login/sso/callback").as_str())
+        );
+        // The secret is never put into the page.
+        assert!(!html.contains(&sso.entra.client_secret));
+        let secret_field = scraper::Html::parse_document(&html);
+        let field = secret_field
+            .select(&scraper::Selector::parse("#client_secret").unwrap())
+            .next()
+            .unwrap();
+        assert!(field.value().attr("value").is_none());
+        // The members page links here.
+        let members = admin
+            .get(app.url(&format!("/account/orgs/{}/members", sso.org)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(attr(&members, "#sso-admin-link", "href"), path);
+
+        let csrf = crate::support::hidden_field(&html, "csrf");
+        let form = |domains: &str, tenant: &str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("tenant_id", tenant.to_string()),
+                ("client_id", sso.entra.client_id.clone()),
+                ("client_secret", String::new()),
+                ("domains", domains.to_string()),
+                ("authority", sso.entra.base.clone()),
+                ("provision", "on".to_string()),
+                ("default_role", "member".to_string()),
+            ]
+        };
+        let saved = admin
+            .post(app.url(&path))
+            .form(&form("contoso.example, Contoso.org", &sso.entra.tenant))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+        let connection = app.state.sso.get(sso.org).await.unwrap().unwrap();
+        assert_eq!(connection.domains, ["contoso.example", "contoso.org"]);
+        assert!(connection.provision && !connection.enforce_sso);
+        // The stored secret was kept: sign-in (now with provisioning) works.
+        sso.entra
+            .add_user("p@contoso.org", Some("p@contoso.org"), "P");
+        let client = app.client();
+        assert_eq!(
+            sso.sign_in(&client, "p@contoso.org", "p@contoso.org")
+                .await
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+
+        let bad = admin
+            .post(app.url(&path))
+            .form(&form("contoso.example", "not-a-guid"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = bad.text().await.unwrap();
+        assert!(text_of(&html, "#sso-admin-error").unwrap().contains("GUID"));
+
+        let removed = admin
+            .post(app.url(&format!("{path}/remove")))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+        assert!(app.state.sso.get(sso.org).await.unwrap().is_none());
+
+        // A plain member may not see it.
+        let now = app.state.clock.now();
+        app.create_user("plain@example.net", PASSWORD).await;
+        app.state
+            .orgs
+            .add_member("Contoso", "plain@example.net", OrgRole::Member, now)
+            .await
+            .unwrap();
+        let (plain, _) = app.signed_in("plain@example.net").await;
+        assert_eq!(
+            plain.get(app.url(&path)).send().await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+}
