@@ -1047,3 +1047,61 @@ async fn admins_manage_the_connection_on_its_page() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_callback_may_land_on_another_instance() {
+    for db in databases().await {
+        // Two instances behind one public name, sharing the database and keys/.
+        let extra = [("issuer", "http://login.gotthard.test")];
+        let entra = Entra::start().await;
+        let a = TestApp::start_with(&db, &extra).await;
+        let b = TestApp::start_with(&db, &extra).await;
+        let now = a.state.clock.now();
+        let org = a.state.orgs.create("Contoso", now).await.unwrap();
+        let settings = gotthard::orgs::SsoSettings {
+            tenant_id: entra.tenant.clone(),
+            client_id: entra.client_id.clone(),
+            client_secret: Some(entra.client_secret.clone()),
+            domains: vec![DOMAIN.into()],
+            authority: Some(entra.base.clone()),
+            provision: true,
+            default_role: OrgRole::Member,
+            enforce_sso: false,
+        };
+        let cli = gotthard::audit::ClientInfo::new("test", "");
+        a.state
+            .sso
+            .set(
+                org.id,
+                settings,
+                gotthard::orgs::SsoEditor::Operator,
+                &cli,
+                now,
+            )
+            .await
+            .unwrap();
+        let b_base = b.base.clone();
+        let sso = Sso {
+            admin: (a.client(), String::new()),
+            app: a,
+            entra,
+            org: org.id,
+        };
+        let username = "multi@contoso.example";
+        sso.entra.add_user(username, Some(username), "Multi");
+        let client = sso.app.client();
+        let callback = sso.to_callback(&client, username, username).await;
+        let at_b = callback.replace("http://login.gotthard.test", &b_base);
+        assert_ne!(at_b, callback);
+        let done = client.get(&at_b).send().await.unwrap();
+        assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        assert_eq!(sso.account_email(&client).await.as_deref(), Some(username));
+        // And the state is used up for both.
+        let again = client.get(callback.replace("http://login.gotthard.test", &sso.app.base));
+        assert_eq!(
+            again.send().await.unwrap().status(),
+            StatusCode::BAD_REQUEST
+        );
+        drop(b);
+    }
+}
