@@ -134,6 +134,17 @@ enum SsoCommand {
         #[arg(long)]
         enforce_sso: bool,
     },
+    /// Link an existing account (a member) to its Entra identity by object id, without the
+    /// password confirmation a user would give.
+    Link {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// The user's object id (`oid`) in the tenant.
+        #[arg(long)]
+        object_id: String,
+    },
     /// Show the connection (never the secret).
     Show {
         #[arg(long)]
@@ -391,6 +402,31 @@ async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
             println!(
                 "register this redirect URI in the Entra application: {}",
                 state.federation.redirect_uri()
+            );
+        }
+        SsoCommand::Link {
+            org,
+            email,
+            object_id,
+        } => {
+            let found = find_org(state, &org).await?;
+            let normalized = gotthard::accounts::normalize_email(&email)
+                .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
+            let user = state
+                .store
+                .user_by_email(&normalized)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
+            state
+                .federation
+                .link_by_operator(found.id, &user, &object_id, &client, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{} now signs in with the SSO of {} (object id {})",
+                user.email,
+                found.name,
+                object_id.trim()
             );
         }
         SsoCommand::Show { org } => {

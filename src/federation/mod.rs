@@ -169,6 +169,21 @@ pub enum LinkError {
     Store(#[from] StoreError),
 }
 
+/// Why an operator's link is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorLinkError {
+    #[error("the organization has no SSO connection")]
+    NoConnection,
+    #[error("the object id must be the user's GUID in the tenant (`oid`)")]
+    InvalidObjectId,
+    #[error("the account is not a member of the organization (add it first)")]
+    NotMember,
+    #[error("this Entra identity is linked to an account already")]
+    AlreadyLinked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The relying party towards every organization's Entra ID tenant.
 #[derive(Clone)]
 pub struct Federation {
@@ -673,6 +688,54 @@ impl Federation {
             return Err(LinkError::Unusable);
         }
         Ok((user, link.org_id))
+    }
+
+    /// An operator links an account to an Entra identity of the organization's tenant by its
+    /// object id (`oid`), e.g. for an account whose owner cannot type a password. The account
+    /// must be a member of the organization.
+    pub async fn link_by_operator(
+        &self,
+        org_id: Uuid,
+        user: &User,
+        object_id: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(), OperatorLinkError> {
+        let connection = self
+            .connections
+            .get(org_id)
+            .await?
+            .ok_or(OperatorLinkError::NoConnection)?;
+        let object_id = Uuid::parse_str(object_id.trim())
+            .map_err(|_| OperatorLinkError::InvalidObjectId)?
+            .hyphenated()
+            .to_string();
+        if self.store.membership_role(org_id, user.id).await?.is_none() {
+            return Err(OperatorLinkError::NotMember);
+        }
+        let identity = FederatedIdentity {
+            tenant_id: connection.tenant_id.clone(),
+            object_id,
+            user_id: user.id,
+            org_id,
+            created_at: now,
+        };
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::SsoLinked,
+            client,
+            serde_json::json!({
+                "org_id": org_id, "tenant_id": connection.tenant_id, "by": "operator"
+            }),
+            now,
+        );
+        self.store
+            .insert_federated_identity(&identity, &event)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => OperatorLinkError::AlreadyLinked,
+                other => other.into(),
+            })
     }
 
     /// The pending link of a token, if it is usable from this browser.

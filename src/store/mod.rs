@@ -317,6 +317,13 @@ pub trait SsoStore: Send + Sync {
         membership: Option<&Membership>,
         event: &ActivityEvent,
     ) -> Result<bool, StoreError>;
+    /// Records a link made by an operator, with the event ([`StoreError::Conflict`] when the
+    /// identity is linked already).
+    async fn insert_federated_identity(
+        &self,
+        identity: &FederatedIdentity,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
     /// Deletes flows and pending links that expired before `before`; returns how many.
     async fn prune_sso_state(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }

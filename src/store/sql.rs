@@ -1445,6 +1445,18 @@ macro_rules! sso_sql_store {
                 Ok(true)
             }
 
+            async fn insert_federated_identity(
+                &self,
+                identity: &FederatedIdentity,
+                event: &ActivityEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_identity(&mut tx, identity).await?;
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn prune_sso_state(
                 &self,
                 before: time::OffsetDateTime,

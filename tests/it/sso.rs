@@ -1105,3 +1105,61 @@ async fn the_callback_may_land_on_another_instance() {
         drop(b);
     }
 }
+
+#[tokio::test]
+async fn an_operator_links_an_existing_account_by_object_id() {
+    use crate::cli::{gotthard, stderr, stdout};
+    for db in databases().await {
+        let sso = setup(&db, false, false).await;
+        let username = "lin@contoso.example";
+        let local = sso.app.create_user(username, PASSWORD).await;
+        let oid = sso.entra.add_user(username, Some(username), "Lin");
+        let args = [
+            "org",
+            "sso",
+            "link",
+            "--org",
+            "Contoso",
+            "--email",
+            username,
+            "--object-id",
+            &oid,
+        ];
+        // Only members can be linked.
+        let refused = gotthard(&db, &args, None);
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("not a member"),
+            "{}",
+            stderr(&refused)
+        );
+        let now = sso.app.state.clock.now();
+        sso.app
+            .state
+            .orgs
+            .add_member("Contoso", username, OrgRole::Member, now)
+            .await
+            .unwrap();
+        let linked = gotthard(&db, &args, None);
+        assert!(
+            linked.status.success(),
+            "{}: {}",
+            db.backend,
+            stderr(&linked)
+        );
+        assert!(stdout(&linked).contains(&oid));
+        let again = gotthard(&db, &args, None);
+        assert!(stderr(&again).contains("linked to an account already"));
+
+        let client = sso.app.client();
+        let done = sso.sign_in(&client, username, username).await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER, "no password asked");
+        assert_eq!(sso.account_email(&client).await.as_deref(), Some(username));
+        assert!(
+            events(&db, "sso.linked")
+                .await
+                .iter()
+                .any(|(u, d)| *u == Some(local.id) && d["by"] == "operator")
+        );
+    }
+}
