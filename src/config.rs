@@ -31,6 +31,7 @@ pub struct Config {
     pub activity: ActivityConfig,
     pub maintenance: MaintenanceConfig,
     pub setup: SetupConfig,
+    pub oidc: OidcConfig,
     pub log: LogConfig,
 }
 
@@ -122,6 +123,25 @@ pub struct MaintenanceConfig {
 #[serde(deny_unknown_fields)]
 pub struct SetupConfig {
     pub link_ttl_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    pub refresh_token_ttl_days: i64,
+    pub refresh_grace_secs: i64,
+    pub backchannel_poll_interval_secs: u64,
+}
+
+impl OidcConfig {
+    /// How long a superseded signing key stays published: longer than any token it signed.
+    pub fn key_retention(&self) -> time::Duration {
+        time::Duration::seconds(self.id_token_ttl_secs.max(self.access_token_ttl_secs))
+            + time::Duration::minutes(10)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -423,12 +423,12 @@ impl Accounts {
 
     /// Deletes the account, unless it is the last legal representative of an organization
     /// (then the names of those organizations come back in the error).
-    pub async fn delete(&self, user: &User) -> Result<(), AccountError> {
+    pub async fn delete(&self, user: &User, now: OffsetDateTime) -> Result<(), AccountError> {
         let sole = self.store.orgs_represented_only_by(user.id).await?;
         if !sole.is_empty() {
             return Err(AccountError::LastLegalRepresentative(sole));
         }
-        self.store.delete_user(user.id).await?;
+        self.store.delete_user(user.id, now).await?;
         Ok(())
     }
 }

@@ -259,7 +259,7 @@ pub async fn delete(
             state.clock.now(),
         )
         .await?;
-    state.accounts.delete(&me.user).await?;
+    state.accounts.delete(&me.user, state.clock.now()).await?;
     tracing::info!(user_id = %me.user.id, "account deleted by its owner");
     let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
     let jar = CookieJar::from_headers(&headers).remove(Cookie::build(name).path("/"));

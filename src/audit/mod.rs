@@ -42,6 +42,11 @@ pub enum Action {
     AccountUnlocked,
     SecuritySettingsChanged,
     AlertSent,
+    TokenIssued,
+    TokenRevoked,
+    TokenReuseDetected,
+    ConsentGranted,
+    ConsentRevoked,
     /// An Entra ID identity was linked to the account (SSO).
     SsoLinked,
     /// An organization's SSO connection was set or removed (recorded for the admin who did it).
@@ -50,7 +55,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 19] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -63,6 +68,11 @@ impl Action {
         Action::AccountUnlocked,
         Action::SecuritySettingsChanged,
         Action::AlertSent,
+        Action::TokenIssued,
+        Action::TokenRevoked,
+        Action::TokenReuseDetected,
+        Action::ConsentGranted,
+        Action::ConsentRevoked,
         Action::SsoLinked,
         Action::SsoChanged,
     ];
@@ -81,6 +91,11 @@ impl Action {
             Action::AccountUnlocked => "account.unlocked",
             Action::SecuritySettingsChanged => "security.changed",
             Action::AlertSent => "alert.sent",
+            Action::TokenIssued => "token.issued",
+            Action::TokenRevoked => "token.revoked",
+            Action::TokenReuseDetected => "token.reuse_detected",
+            Action::ConsentGranted => "consent.granted",
+            Action::ConsentRevoked => "consent.revoked",
             Action::SsoLinked => "sso.linked",
             Action::SsoChanged => "sso.changed",
         }
@@ -114,6 +129,12 @@ impl ActivityEvent {
             serde_json::json!({ "kind": kind }),
             now,
         )
+    }
+
+    /// The same event under a relying application's name (the activity filter's product).
+    pub fn for_product(mut self, product: &str) -> Self {
+        self.product = product.to_string();
+        self
     }
 
     pub fn new(

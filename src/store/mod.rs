@@ -2,6 +2,7 @@
 //! (see `sql.rs`), proven equal by one conformance suite (`tests/it/store.rs`).
 
 pub mod cache;
+mod oidc;
 mod sql;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use crate::orgs::{Member, Membership, OrgRole, Organization, SsoConnection};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 
+pub use oidc::OidcStore;
 pub use sql::{PostgresStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: SsoStore + Send + Sync {
+pub trait Store: OidcStore + SsoStore + Send + Sync {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<(), StoreError>;
     /// A cheap round trip, for `/readyz`.
@@ -138,7 +140,7 @@ pub trait Store: SsoStore + Send + Sync {
     /// Names of the organizations whose only legal representative is this user.
     async fn orgs_represented_only_by(&self, user_id: Uuid) -> Result<Vec<String>, StoreError>;
     /// Deletes the user with their sessions, memberships and events.
-    async fn delete_user(&self, user_id: Uuid) -> Result<bool, StoreError>;
+    async fn delete_user(&self, user_id: Uuid, now: OffsetDateTime) -> Result<bool, StoreError>;
     async fn set_password_hash(
         &self,
         user_id: Uuid,

@@ -39,7 +39,7 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, passwo
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $db:ty, $backend:expr, $migrator:expr) => {
         pub struct $store {
-            pool: $pool,
+            pub(super) pool: $pool,
         }
 
         impl $store {
@@ -48,7 +48,7 @@ macro_rules! sql_store {
             }
 
             /// Writes an activity event inside the caller's transaction.
-            async fn insert_event(
+            pub(super) async fn insert_event(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 event: &ActivityEvent,
             ) -> Result<(), sqlx::Error> {
@@ -360,16 +360,17 @@ macro_rules! sql_store {
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
-                let ended = sqlx::query(
+                let ended: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE sessions SET ended_at = $1, ended_reason = 'password_changed' \
-                     WHERE user_id = $2 AND id <> $3 AND ended_at IS NULL",
+                     WHERE user_id = $2 AND id <> $3 AND ended_at IS NULL RETURNING id",
                 )
                 .bind(event.created_at)
                 .bind(user_id)
                 .bind(keep_session)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_all(&mut *tx)
+                .await?;
+                Self::end_session_grants(&mut tx, &ended, event.created_at).await?;
+                let ended = ended.len() as u64;
                 Self::insert_event(&mut tx, event).await?;
                 Self::insert_mail(&mut tx, alert).await?;
                 tx.commit().await?;
@@ -420,13 +421,28 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|(name,)| name).collect())
             }
 
-            async fn delete_user(&self, user_id: Uuid) -> Result<bool, StoreError> {
-                Ok(sqlx::query("DELETE FROM users WHERE id = $1")
+            async fn delete_user(
+                &self,
+                user_id: Uuid,
+                now: time::OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Relying apps hear of the end of every session the account had.
+                let live: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL",
+                )
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                Self::end_session_grants(&mut tx, &live, now).await?;
+                let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected()
-                    == 1)
+                    == 1;
+                tx.commit().await?;
+                Ok(deleted)
             }
 
             async fn set_password_hash(
@@ -654,6 +670,7 @@ macro_rules! sql_store {
                 .rows_affected()
                     == 1;
                 if ended {
+                    Self::end_session_grants(&mut tx, &[session_id], event.created_at).await?;
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
@@ -668,17 +685,18 @@ macro_rules! sql_store {
                 event: &ActivityEvent,
             ) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let ended = sqlx::query(
+                let ended: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
-                     WHERE user_id = $3 AND id <> $4 AND ended_at IS NULL",
+                     WHERE user_id = $3 AND id <> $4 AND ended_at IS NULL RETURNING id",
                 )
                 .bind(event.created_at)
                 .bind(reason)
                 .bind(user_id)
                 .bind(keep)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_all(&mut *tx)
+                .await?;
+                Self::end_session_grants(&mut tx, &ended, event.created_at).await?;
+                let ended = ended.len() as u64;
                 if ended > 0 {
                     Self::insert_event(&mut tx, event).await?;
                 }
@@ -1191,21 +1209,22 @@ macro_rules! sso_sql_store {
                     return Ok(None);
                 }
                 // The organization vouched for these sessions; it no longer does.
-                let ended = sqlx::query(
+                let ended: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE sessions SET ended_at = $1, ended_reason = 'membership_removed' \
-                     WHERE user_id = $2 AND sso_org_id = $3 AND ended_at IS NULL",
+                     WHERE user_id = $2 AND sso_org_id = $3 AND ended_at IS NULL RETURNING id",
                 )
                 .bind(event.created_at)
                 .bind(user_id)
                 .bind(org_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if ended > 0 {
+                .fetch_all(&mut *tx)
+                .await?;
+                // Relying apps hear of it like of any other ended session.
+                Self::end_session_grants(&mut tx, &ended, event.created_at).await?;
+                if !ended.is_empty() {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
-                Ok(Some(ended))
+                Ok(Some(ended.len() as u64))
             }
 
             async fn put_sso_connection(&self, c: &SsoConnection) -> Result<(), StoreError> {

@@ -51,7 +51,7 @@ pub(crate) fn load_or_create_secret(path: &PathBuf) -> anyhow::Result<[u8; 32]> 
     Ok(key)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

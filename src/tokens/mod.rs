@@ -1,9 +1,11 @@
 //! Opaque secrets (session ids, one-time links) and the server's keys under `keys/`.
 
 mod keyring;
+pub mod signing;
 
 pub use keyring::Keyring;
 pub(crate) use keyring::load_or_create_secret;
+pub use signing::{SigningAlg, SigningKey, SigningKeys};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -7,6 +7,7 @@ mod entra;
 mod lockout;
 mod login;
 mod me;
+mod oidc;
 mod ops;
 mod redis;
 mod sessions;

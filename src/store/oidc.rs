@@ -1,0 +1,811 @@
+//! The OIDC provider's persistence, written once for both backends like `sql.rs`.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{PostgresStore, SqliteStore, StoreError};
+use crate::audit::ActivityEvent;
+use crate::oidc::{
+    AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
+    GrantState, NewRefreshToken, QueuedLogout, RefreshUse, SessionMethod, SessionTimes,
+};
+use crate::tokens::{SigningAlg, TokenDigest};
+
+#[async_trait]
+pub trait OidcStore: Send + Sync {
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    /// Claims the code for a new grant `grant_id` (one winner among parallel redemptions);
+    /// a second presentation revokes the grant the first one started.
+    async fn redeem_code(
+        &self,
+        digest: &TokenDigest,
+        grant_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<CodeRedemption, StoreError>;
+
+    /// Starts a grant without a code (client credentials).
+    async fn insert_grant(
+        &self,
+        grant: &GrantState,
+        now: OffsetDateTime,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
+    async fn grant(&self, id: Uuid) -> Result<Option<GrantState>, StoreError>;
+    async fn revoke_grant(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Records what was issued under a grant: the event and the refresh token, if any.
+    async fn record_issue(
+        &self,
+        refresh: Option<&NewRefreshToken>,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
+    async fn use_refresh_token(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+        grace: time::Duration,
+    ) -> Result<RefreshUse, StoreError>;
+    /// The grant of a refresh token that is neither rotated nor expired.
+    async fn refresh_token_grant(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<GrantState>, StoreError>;
+    async fn access_token_state(
+        &self,
+        jti: &str,
+        grant_id: Option<Uuid>,
+    ) -> Result<AccessTokenState, StoreError>;
+    /// Remembers a `jti` until it expires; false when it was already there.
+    async fn remember_jti(&self, jti: &str, expires_at: OffsetDateTime)
+    -> Result<bool, StoreError>;
+
+    async fn consent(&self, user_id: Uuid, client_id: &str) -> Result<Option<String>, StoreError>;
+    async fn put_consent(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        scope: &str,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
+    async fn consents_of_user(&self, user_id: Uuid) -> Result<Vec<Consent>, StoreError>;
+    /// Forgets the consent and revokes the grants the user gave that client.
+    async fn revoke_consent(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        event: &ActivityEvent,
+    ) -> Result<bool, StoreError>;
+
+    async fn claim_due_logouts(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<QueuedLogout>, StoreError>;
+    async fn mark_logout_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn mark_logout_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Deletes expired codes, revoked-jti entries and sent logouts.
+    async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, auth_method, jwks, redirect_uris, \
+     post_logout_redirect_uris, backchannel_logout_uri, first_party, require_pkce, \
+     id_token_alg, created_at";
+
+const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id, redirect_uri, scope, \
+     nonce, code_challenge, auth_time, created_at, expires_at";
+
+/// A grant and its session's state, in the shape of [`GrantRow`].
+const GRANT_STATE: &str = "SELECT g.id, g.client_id, g.user_id, g.session_id, g.scope, \
+     g.auth_time, g.revoked_at, s.method AS s_method, s.created_at AS s_created_at, \
+     s.last_seen_at AS s_last_seen_at \
+     FROM oauth_grants g LEFT JOIN sessions s ON s.id = g.session_id AND s.ended_at IS NULL";
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    secret_hash: Option<Vec<u8>>,
+    auth_method: String,
+    jwks: Option<String>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    backchannel_logout_uri: Option<String>,
+    first_party: bool,
+    require_pkce: bool,
+    id_token_alg: String,
+    created_at: OffsetDateTime,
+}
+
+impl ClientRow {
+    fn into_client(self) -> Client {
+        Client {
+            id: self.id,
+            name: self.name,
+            secret_hash: self
+                .secret_hash
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .map(TokenDigest),
+            auth_method: ClientAuthMethod::parse(&self.auth_method)
+                .unwrap_or(ClientAuthMethod::ClientSecretBasic),
+            jwks: self.jwks,
+            redirect_uris: serde_json::from_str(&self.redirect_uris).unwrap_or_default(),
+            post_logout_redirect_uris: serde_json::from_str(&self.post_logout_redirect_uris)
+                .unwrap_or_default(),
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            first_party: self.first_party,
+            require_pkce: self.require_pkce,
+            id_token_alg: SigningAlg::parse(&self.id_token_alg).unwrap_or(SigningAlg::Rs256),
+            created_at: self.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    code_hash: Vec<u8>,
+    client_id: String,
+    user_id: Uuid,
+    session_id: Uuid,
+    redirect_uri: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    auth_time: OffsetDateTime,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+impl CodeRow {
+    fn into_code(self) -> AuthorizationCode {
+        AuthorizationCode {
+            digest: TokenDigest(<[u8; 32]>::try_from(self.code_hash).unwrap_or([0; 32])),
+            client_id: self.client_id,
+            user_id: self.user_id,
+            session_id: self.session_id,
+            redirect_uri: self.redirect_uri,
+            scope: self.scope,
+            nonce: self.nonce,
+            code_challenge: self.code_challenge,
+            auth_time: self.auth_time,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: Uuid,
+    client_id: String,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    scope: String,
+    auth_time: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+    s_method: Option<String>,
+    s_created_at: Option<OffsetDateTime>,
+    s_last_seen_at: Option<OffsetDateTime>,
+}
+
+impl GrantRow {
+    fn into_state(self) -> GrantState {
+        let session = match (self.s_method, self.s_created_at, self.s_last_seen_at) {
+            (Some(method), Some(created_at), Some(last_seen_at)) => Some(SessionTimes {
+                method: if method == "sso" {
+                    SessionMethod::Sso
+                } else {
+                    SessionMethod::Password
+                },
+                created_at,
+                last_seen_at,
+            }),
+            _ => None,
+        };
+        GrantState {
+            id: self.id,
+            client_id: self.client_id,
+            user_id: self.user_id,
+            session_id: self.session_id,
+            scope: self.scope,
+            auth_time: self.auth_time,
+            revoked: self.revoked_at.is_some(),
+            session,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LogoutRow {
+    id: Uuid,
+    client_id: String,
+    uri: Option<String>,
+    id_token_alg: String,
+    subject: String,
+    session_id: String,
+    attempts: i32,
+}
+
+macro_rules! oidc_store {
+    ($store:ident, $db:ty) => {
+        impl $store {
+            /// Inside a transaction that ends sessions: revokes the grants under them and
+            /// queues a back-channel logout for every client with tokens under them.
+            pub(super) async fn end_session_grants(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                session_ids: &[Uuid],
+                now: OffsetDateTime,
+            ) -> Result<(), sqlx::Error> {
+                for session_id in session_ids {
+                    let clients: Vec<(String, Uuid)> = sqlx::query_as(
+                        "SELECT DISTINCT g.client_id, g.user_id FROM oauth_grants g \
+                         JOIN oauth_clients c ON c.id = g.client_id \
+                         WHERE g.session_id = $1 AND g.user_id IS NOT NULL \
+                         AND c.backchannel_logout_uri IS NOT NULL",
+                    )
+                    .bind(session_id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = 'session_ended' \
+                         WHERE session_id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    for (client_id, user_id) in clients {
+                        sqlx::query(
+                            "INSERT INTO backchannel_outbox (id, client_id, subject, session_id, \
+                             created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(client_id)
+                        .bind(user_id.to_string())
+                        .bind(session_id.to_string())
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            async fn grant_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: Uuid,
+            ) -> Result<Option<GrantState>, sqlx::Error> {
+                let sql = format!("{GRANT_STATE} WHERE g.id = $1");
+                Ok(sqlx::query_as::<_, GrantRow>(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .map(GrantRow::into_state))
+            }
+        }
+
+        #[async_trait]
+        impl OidcStore for $store {
+            async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+                sqlx::query(&format!(
+                    "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(&c.id)
+                .bind(&c.name)
+                .bind(c.secret_hash.map(|d| d.0.to_vec()))
+                .bind(c.auth_method.as_str())
+                .bind(c.jwks.as_deref())
+                .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+                .bind(serde_json::to_string(&c.post_logout_redirect_uris).unwrap_or_default())
+                .bind(c.backchannel_logout_uri.as_deref())
+                .bind(c.first_party)
+                .bind(c.require_pkce)
+                .bind(c.id_token_alg.as_str())
+                .bind(c.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_write)?;
+                Ok(())
+            }
+
+            async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+                let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+                Ok(sqlx::query_as::<_, ClientRow>(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(ClientRow::into_client))
+            }
+
+            async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+                let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY name, id");
+                Ok(sqlx::query_as::<_, ClientRow>(&sql)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(ClientRow::into_client)
+                    .collect())
+            }
+
+            async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+                Ok(sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+                sqlx::query(&format!(
+                    "INSERT INTO oauth_codes ({CODE_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(c.digest.as_bytes())
+                .bind(&c.client_id)
+                .bind(c.user_id)
+                .bind(c.session_id)
+                .bind(&c.redirect_uri)
+                .bind(&c.scope)
+                .bind(c.nonce.as_deref())
+                .bind(c.code_challenge.as_deref())
+                .bind(c.auth_time)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn redeem_code(
+                &self,
+                digest: &TokenDigest,
+                grant_id: Uuid,
+                now: OffsetDateTime,
+            ) -> Result<CodeRedemption, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // The guard is the WHERE: of parallel redemptions exactly one updates the row.
+                let claimed = sqlx::query_as::<_, CodeRow>(&format!(
+                    "UPDATE oauth_codes SET grant_id = $1 \
+                     WHERE code_hash = $2 AND grant_id IS NULL AND expires_at > $3 \
+                     RETURNING {CODE_COLUMNS}"
+                ))
+                .bind(grant_id)
+                .bind(digest.as_bytes())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(code) = claimed {
+                    sqlx::query(
+                        "INSERT INTO oauth_grants (id, client_id, user_id, session_id, scope, \
+                         auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(grant_id)
+                    .bind(&code.client_id)
+                    .bind(code.user_id)
+                    .bind(code.session_id)
+                    .bind(&code.scope)
+                    .bind(code.auth_time)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(CodeRedemption::Redeemed(code.into_code()));
+                }
+                let used: Option<(Option<Uuid>,)> =
+                    sqlx::query_as("SELECT grant_id FROM oauth_codes WHERE code_hash = $1")
+                        .bind(digest.as_bytes())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((Some(first), )) = used else {
+                    return Ok(CodeRedemption::Unusable);
+                };
+                sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = 'code_replayed' \
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(first)
+                .execute(&mut *tx)
+                .await?;
+                let code = sqlx::query_as::<_, CodeRow>(&format!(
+                    "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE code_hash = $1"
+                ))
+                .bind(digest.as_bytes())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(CodeRedemption::Replayed(code.into_code()))
+            }
+
+            async fn insert_grant(
+                &self,
+                g: &GrantState,
+                now: OffsetDateTime,
+                event: &ActivityEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO oauth_grants (id, client_id, user_id, session_id, scope, \
+                     auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(g.id)
+                .bind(&g.client_id)
+                .bind(g.user_id)
+                .bind(g.session_id)
+                .bind(&g.scope)
+                .bind(g.auth_time)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn grant(&self, id: Uuid) -> Result<Option<GrantState>, StoreError> {
+                let sql = format!("{GRANT_STATE} WHERE g.id = $1");
+                Ok(sqlx::query_as::<_, GrantRow>(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(GrantRow::into_state))
+            }
+
+            async fn revoke_grant(
+                &self,
+                id: Uuid,
+                reason: &str,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                Ok(sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            async fn record_issue(
+                &self,
+                refresh: Option<&NewRefreshToken>,
+                event: &ActivityEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(r) = refresh {
+                    sqlx::query(
+                        "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
+                         expires_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(r.digest.as_bytes())
+                    .bind(r.grant_id)
+                    .bind(r.created_at)
+                    .bind(r.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_refresh_token(
+                &self,
+                digest: &TokenDigest,
+                now: OffsetDateTime,
+                grace: time::Duration,
+            ) -> Result<RefreshUse, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let rotated: Option<(Uuid,)> = sqlx::query_as(
+                    "UPDATE oauth_refresh_tokens SET rotated_at = $1 \
+                     WHERE token_hash = $2 AND rotated_at IS NULL AND expires_at > $1 \
+                     RETURNING grant_id",
+                )
+                .bind(now)
+                .bind(digest.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((grant_id,)) = rotated {
+                    let grant = Self::grant_in(&mut tx, grant_id).await?;
+                    tx.commit().await?;
+                    return Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Rotated));
+                }
+                let used: Option<(Uuid, Option<OffsetDateTime>, OffsetDateTime)> =
+                    sqlx::query_as(
+                        "SELECT grant_id, rotated_at, expires_at FROM oauth_refresh_tokens \
+                         WHERE token_hash = $1",
+                    )
+                    .bind(digest.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((grant_id, Some(rotated_at), expires_at)) = used else {
+                    return Ok(RefreshUse::Unusable);
+                };
+                if expires_at <= now {
+                    return Ok(RefreshUse::Unusable);
+                }
+                if now - rotated_at <= grace && grace > time::Duration::ZERO {
+                    let grant = Self::grant_in(&mut tx, grant_id).await?;
+                    tx.commit().await?;
+                    return Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Rotated));
+                }
+                sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = 'refresh_reused' \
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+                let grant = Self::grant_in(&mut tx, grant_id).await?;
+                tx.commit().await?;
+                Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Reused))
+            }
+
+            async fn refresh_token_grant(
+                &self,
+                digest: &TokenDigest,
+                now: OffsetDateTime,
+            ) -> Result<Option<GrantState>, StoreError> {
+                let sql = format!(
+                    "{GRANT_STATE} JOIN oauth_refresh_tokens r ON r.grant_id = g.id \
+                     WHERE r.token_hash = $1 AND r.rotated_at IS NULL AND r.expires_at > $2"
+                );
+                Ok(sqlx::query_as::<_, GrantRow>(&sql)
+                    .bind(digest.as_bytes())
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(GrantRow::into_state))
+            }
+
+            async fn access_token_state(
+                &self,
+                jti: &str,
+                grant_id: Option<Uuid>,
+            ) -> Result<AccessTokenState, StoreError> {
+                let (jti_revoked,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM oauth_revoked_jti WHERE jti = $1)",
+                )
+                .bind(jti)
+                .fetch_one(&self.pool)
+                .await?;
+                let grant = match grant_id {
+                    Some(id) => self.grant(id).await?,
+                    None => None,
+                };
+                Ok(AccessTokenState { jti_revoked, grant })
+            }
+
+            async fn remember_jti(
+                &self,
+                jti: &str,
+                expires_at: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                Ok(sqlx::query(
+                    "INSERT INTO oauth_revoked_jti (jti, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            async fn consent(
+                &self,
+                user_id: Uuid,
+                client_id: &str,
+            ) -> Result<Option<String>, StoreError> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(scope,)| scope))
+            }
+
+            async fn put_consent(
+                &self,
+                user_id: Uuid,
+                client_id: &str,
+                scope: &str,
+                event: &ActivityEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id) \
+                     DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .bind(scope)
+                .bind(event.created_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn consents_of_user(&self, user_id: Uuid) -> Result<Vec<Consent>, StoreError> {
+                let rows: Vec<(String, String, String, OffsetDateTime)> = sqlx::query_as(
+                    "SELECT c.client_id, k.name, c.scope, c.created_at FROM oauth_consents c \
+                     JOIN oauth_clients k ON k.id = c.client_id WHERE c.user_id = $1 \
+                     ORDER BY k.name",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(client_id, client_name, scope, created_at)| Consent {
+                        client_id,
+                        client_name,
+                        scope,
+                        created_at,
+                    })
+                    .collect())
+            }
+
+            async fn revoke_consent(
+                &self,
+                user_id: Uuid,
+                client_id: &str,
+                event: &ActivityEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let removed = sqlx::query(
+                    "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if removed {
+                    sqlx::query(
+                        "UPDATE oauth_grants SET revoked_at = $1, \
+                         revoked_reason = 'consent_revoked' \
+                         WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+                    )
+                    .bind(event.created_at)
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    Self::insert_event(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(removed)
+            }
+
+            async fn claim_due_logouts(
+                &self,
+                now: OffsetDateTime,
+                lease_until: OffsetDateTime,
+                limit: i64,
+            ) -> Result<Vec<QueuedLogout>, StoreError> {
+                // Claiming moves `next_attempt_at` to the end of a lease, so another instance
+                // polling meanwhile does not send the same logout.
+                let rows = sqlx::query_as::<_, LogoutRow>(
+                    "UPDATE backchannel_outbox SET next_attempt_at = $1, attempts = attempts + 1 \
+                     WHERE id IN (SELECT id FROM backchannel_outbox \
+                                  WHERE sent_at IS NULL AND next_attempt_at <= $2 \
+                                  ORDER BY next_attempt_at LIMIT $3) \
+                     RETURNING id, client_id, \
+                       (SELECT backchannel_logout_uri FROM oauth_clients c \
+                        WHERE c.id = backchannel_outbox.client_id) AS uri, \
+                       (SELECT id_token_alg FROM oauth_clients c \
+                        WHERE c.id = backchannel_outbox.client_id) AS id_token_alg, \
+                       subject, session_id, attempts",
+                )
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|r| {
+                        Some(QueuedLogout {
+                            id: r.id,
+                            client_id: r.client_id,
+                            uri: r.uri?,
+                            id_token_alg: SigningAlg::parse(&r.id_token_alg)
+                                .unwrap_or(SigningAlg::Rs256),
+                            subject: r.subject,
+                            session_id: r.session_id,
+                            attempts: r.attempts,
+                        })
+                    })
+                    .collect())
+            }
+
+            async fn mark_logout_sent(
+                &self,
+                id: Uuid,
+                now: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query("UPDATE backchannel_outbox SET sent_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn mark_logout_failed(
+                &self,
+                id: Uuid,
+                error: &str,
+                next_attempt_at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE backchannel_outbox SET last_error = $1, next_attempt_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(error)
+                .bind(next_attempt_at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+                let mut deleted = 0;
+                for sql in [
+                    "DELETE FROM oauth_codes WHERE expires_at <= $1",
+                    "DELETE FROM oauth_revoked_jti WHERE expires_at <= $1",
+                    "DELETE FROM oauth_refresh_tokens WHERE expires_at <= $1",
+                ] {
+                    deleted += sqlx::query(sql)
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                }
+                deleted += sqlx::query(
+                    "DELETE FROM backchannel_outbox WHERE sent_at IS NOT NULL AND sent_at <= $1",
+                )
+                .bind(now - time::Duration::days(1))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(deleted)
+            }
+        }
+    };
+}
+
+oidc_store!(SqliteStore, sqlx::Sqlite);
+oidc_store!(PostgresStore, sqlx::Postgres);
