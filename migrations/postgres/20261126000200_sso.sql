@@ -7,6 +7,7 @@ CREATE TABLE sso_flows (
     org_id        UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     browser_hash  BYTEA NOT NULL,                     -- SHA-256 of the CSRF cookie of the browser that began it
     nonce         TEXT NOT NULL,                     -- not a secret: it comes back inside the ID token
+    next          TEXT,                              -- the authorization request to resume (OIDC), if any
     created_at    TIMESTAMPTZ NOT NULL,
     expires_at    TIMESTAMPTZ NOT NULL
 );
@@ -21,6 +22,7 @@ CREATE TABLE sso_pending_links (
     object_id     TEXT NOT NULL,
     user_id       UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     org_id        UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    next          TEXT,
     created_at    TIMESTAMPTZ NOT NULL,
     expires_at    TIMESTAMPTZ NOT NULL
 );

@@ -47,6 +47,8 @@ pub struct SsoFlow {
     /// the same browser (no login CSRF with someone else's callback URL).
     pub browser: TokenDigest,
     pub nonce: String,
+    /// The authorization request (of a relying app) to resume once signed in.
+    pub next: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -70,6 +72,7 @@ pub struct PendingLink {
     pub object_id: String,
     pub user_id: Uuid,
     pub org_id: Uuid,
+    pub next: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -101,13 +104,19 @@ pub struct Callback {
 /// Where a callback leads.
 #[derive(Debug)]
 pub enum Finished {
-    /// Start a session for this user, signed in through this organization.
-    SignedIn { user: User, org_id: Uuid },
+    /// Start a session for this user, signed in through this organization, then go on to
+    /// `next` (a relying app's authorization request) if the sign-in began with one.
+    SignedIn {
+        user: User,
+        org_id: Uuid,
+        next: Option<String>,
+    },
     /// The address belongs to an existing account: its owner types the password once.
     LinkNeeded {
         token: OpaqueToken,
         email: String,
         org_name: String,
+        next: Option<String>,
     },
 }
 
@@ -221,11 +230,13 @@ impl Federation {
     /// Home-realm discovery and the authorization request: finds the organization by the
     /// address's domain, stores the flow, and returns the URL of the tenant's authorize
     /// endpoint (with `state`, `nonce`, PKCE S256, `login_hint` and `domain_hint`).
-    /// `browser` is the browser's CSRF cookie.
+    /// `browser` is the browser's CSRF cookie; `next`, an authorization request to resume
+    /// (checked by the caller).
     pub async fn begin(
         &self,
         email: &str,
         browser: &str,
+        next: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<String, BeginError> {
         let email = normalize_email(email).map_err(|_| BeginError::InvalidEmail)?;
@@ -266,6 +277,7 @@ impl Federation {
                 org_id: connection.org_id,
                 browser: browser_digest(browser),
                 nonce,
+                next: next.map(str::to_string),
                 created_at: now,
                 expires_at: now + FLOW_TTL,
             })
@@ -414,6 +426,7 @@ impl Federation {
             return Ok(Finished::SignedIn {
                 user,
                 org_id: connection.org_id,
+                next: flow.next,
             });
         }
 
@@ -437,6 +450,7 @@ impl Federation {
                     object_id,
                     user_id: existing.id,
                     org_id: connection.org_id,
+                    next: flow.next.clone(),
                     created_at: now,
                     expires_at: now + LINK_TTL,
                 })
@@ -451,6 +465,7 @@ impl Federation {
                 token,
                 email: existing.email,
                 org_name,
+                next: flow.next,
             });
         }
         if !connection.provision {
@@ -514,6 +529,7 @@ impl Federation {
         Ok(Finished::SignedIn {
             user,
             org_id: connection.org_id,
+            next: flow.next,
         })
     }
 
@@ -612,7 +628,7 @@ impl Federation {
         password: &str,
         client: &ClientInfo,
         now: OffsetDateTime,
-    ) -> Result<(User, Uuid), LinkError> {
+    ) -> Result<(User, Uuid, Option<String>), LinkError> {
         let link = self.pending(token, browser, now).await?;
         let user = self
             .store
@@ -687,7 +703,7 @@ impl Federation {
         {
             return Err(LinkError::Unusable);
         }
-        Ok((user, link.org_id))
+        Ok((user, link.org_id, link.next))
     }
 
     /// An operator links an account to an Entra identity of the organization's tenant by its

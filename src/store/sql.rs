@@ -1114,6 +1114,7 @@ type FlowRow = (
     Uuid,
     Vec<u8>,
     String,
+    Option<String>,
     time::OffsetDateTime,
     time::OffsetDateTime,
 );
@@ -1125,6 +1126,7 @@ type LinkRow = (
     String,
     Uuid,
     Uuid,
+    Option<String>,
     time::OffsetDateTime,
     time::OffsetDateTime,
 );
@@ -1309,13 +1311,14 @@ macro_rules! sso_sql_store {
 
             async fn insert_sso_flow(&self, flow: &SsoFlow) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO sso_flows (state_hash, org_id, browser_hash, nonce, \
-                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO sso_flows (state_hash, org_id, browser_hash, nonce, next, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(flow.state.as_bytes())
                 .bind(flow.org_id)
                 .bind(flow.browser.as_bytes())
                 .bind(&flow.nonce)
+                .bind(flow.next.as_deref())
                 .bind(flow.created_at)
                 .bind(flow.expires_at)
                 .execute(&self.pool)
@@ -1330,17 +1333,18 @@ macro_rules! sso_sql_store {
                 // One statement decides: of two callbacks with the same state, one gets the row.
                 let row: Option<FlowRow> = sqlx::query_as(
                     "DELETE FROM sso_flows WHERE state_hash = $1 RETURNING state_hash, org_id, \
-                     browser_hash, nonce, created_at, expires_at",
+                     browser_hash, nonce, next, created_at, expires_at",
                 )
                 .bind(state.as_bytes())
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.and_then(|(s, org_id, b, nonce, created_at, expires_at)| {
+                Ok(row.and_then(|(s, org_id, b, nonce, next, created_at, expires_at)| {
                     Some(SsoFlow {
                         state: digest_of(s)?,
                         org_id,
                         browser: digest_of(b)?,
                         nonce,
+                        next,
                         created_at,
                         expires_at,
                     })
@@ -1395,8 +1399,8 @@ macro_rules! sso_sql_store {
             async fn insert_pending_link(&self, link: &PendingLink) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO sso_pending_links (token_hash, browser_hash, tenant_id, \
-                     object_id, user_id, org_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     object_id, user_id, org_id, next, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(link.token.as_bytes())
                 .bind(link.browser.as_bytes())
@@ -1404,6 +1408,7 @@ macro_rules! sso_sql_store {
                 .bind(&link.object_id)
                 .bind(link.user_id)
                 .bind(link.org_id)
+                .bind(link.next.as_deref())
                 .bind(link.created_at)
                 .bind(link.expires_at)
                 .execute(&self.pool)
@@ -1417,13 +1422,13 @@ macro_rules! sso_sql_store {
             ) -> Result<Option<PendingLink>, StoreError> {
                 let row: Option<LinkRow> = sqlx::query_as(
                     "SELECT token_hash, browser_hash, tenant_id, object_id, user_id, org_id, \
-                     created_at, expires_at FROM sso_pending_links WHERE token_hash = $1",
+                     next, created_at, expires_at FROM sso_pending_links WHERE token_hash = $1",
                 )
                 .bind(token.as_bytes())
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.and_then(
-                    |(t, b, tenant_id, object_id, user_id, org_id, created_at, expires_at)| {
+                    |(t, b, tenant_id, object_id, user_id, org_id, next, created_at, expires_at)| {
                         Some(PendingLink {
                             token: digest_of(t)?,
                             browser: digest_of(b)?,
@@ -1431,6 +1436,7 @@ macro_rules! sso_sql_store {
                             object_id,
                             user_id,
                             org_id,
+                            next,
                             created_at,
                             expires_at,
                         })

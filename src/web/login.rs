@@ -86,7 +86,10 @@ fn render_form(
     let html = state.pages.render(
         "login.html",
         &page.tr,
-        context! { csrf => token, email => email, error => error, next => next },
+        context! {
+            csrf => token, email => email, error => error, next => next,
+            sso_href => super::sso::sso_href("", next),
+        },
     )?;
     let mut response = (status, jar, Html(html)).into_response();
     if let Some(flow) = flow {
@@ -103,14 +106,10 @@ fn render_sso_required(
     state: &AppState,
     page: PageContext,
     email: &str,
+    flow: Option<OidcFlow>,
 ) -> Result<Response, WebError> {
     let (jar, token) = page.csrf_token(state, "");
-    let sso_href = format!(
-        "/login/sso?{}",
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("email", email)
-            .finish()
-    );
+    let next = flow.as_ref().map(|f| f.next.as_str()).unwrap_or("");
     let html = state.pages.render(
         "login.html",
         &page.tr,
@@ -118,10 +117,17 @@ fn render_sso_required(
             csrf => token,
             email => email,
             error => page.tr.t("login-sso-required"),
-            sso_href,
+            next => next,
+            sso_href => super::sso::sso_href(email, next),
         },
     )?;
-    Ok((StatusCode::FORBIDDEN, jar, Html(html)).into_response())
+    let mut response = (StatusCode::FORBIDDEN, jar, Html(html)).into_response();
+    if let Some(flow) = flow {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, flow.csp);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -160,7 +166,7 @@ pub async fn submit(
         .await?
     {
         state.metrics.login(LoginOutcome::WrongCredentials);
-        return render_sso_required(&state, page, form.email.trim());
+        return render_sso_required(&state, page, form.email.trim(), flow);
     }
     let checked = state
         .accounts

@@ -3,7 +3,7 @@
 //! The decisions are `federation`'s; these handlers parse and render.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
@@ -14,6 +14,42 @@ use crate::accounts::{HashError, LoginError, MAX_EMAIL_LEN, User};
 use crate::error::WebError;
 use crate::federation::{BeginError, Callback, Finished, LinkError, Refusal};
 use crate::ops::LoginOutcome;
+
+/// An authorization request of a relying app to resume after signing in, and the CSP that
+/// lets a form of ours end at that app; `None` unless `next` is a valid request.
+async fn resume(state: &AppState, next: &str) -> Option<(String, HeaderValue)> {
+    if next.is_empty() || next.len() > 8192 {
+        return None;
+    }
+    let (csp, _, _) = crate::oidc::http::login_context(state, next).await?;
+    Some((next.to_string(), csp))
+}
+
+/// The login page's "Sign in with SSO" link, carrying what the password form had.
+pub(crate) fn sso_href(email: &str, next: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if !email.is_empty() {
+        query.append_pair("email", email);
+    }
+    if !next.is_empty() {
+        query.append_pair("next", next);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        "/login/sso".to_string()
+    } else {
+        format!("/login/sso?{query}")
+    }
+}
+
+fn with_csp(mut response: Response, csp: Option<HeaderValue>) -> Response {
+    if let Some(csp) = csp {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
 
 /// The browser's CSRF cookie: what a flow is bound to.
 fn browser_cookie(state: &AppState, page: &PageContext) -> Option<String> {
@@ -29,6 +65,8 @@ fn browser_cookie(state: &AppState, page: &PageContext) -> Option<String> {
 pub struct EmailQuery {
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn form(
@@ -37,7 +75,8 @@ pub async fn form(
     Query(query): Query<EmailQuery>,
 ) -> Result<Response, WebError> {
     let email: String = query.email.chars().take(MAX_EMAIL_LEN).collect();
-    render_form(&state, page, StatusCode::OK, &email, None)
+    let next = resume(&state, &query.next).await.map(|(n, _)| n);
+    render_form(&state, page, StatusCode::OK, &email, next.as_deref(), None)
 }
 
 fn render_form(
@@ -45,13 +84,23 @@ fn render_form(
     page: PageContext,
     status: StatusCode,
     email: &str,
+    next: Option<&str>,
     error: Option<String>,
 ) -> Result<Response, WebError> {
     let (jar, token) = page.csrf_token(state, "");
+    let next = next.unwrap_or("");
     let html = state.pages.render(
         "sso.html",
         &page.tr,
-        context! { csrf => token, email => email, error => error },
+        context! {
+            csrf => token, email => email, error => error, next => next,
+            password_href => if next.is_empty() {
+                "/login".to_string()
+            } else {
+                format!("/login?{}", form_urlencoded::Serializer::new(String::new())
+                    .append_pair("next", next).finish())
+            },
+        },
     )?;
     Ok((status, jar, Html(html)).into_response())
 }
@@ -61,6 +110,8 @@ pub struct SsoForm {
     email: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// Home-realm discovery, then the hop to Entra ID. The hop is a page that refreshes to the
@@ -73,6 +124,8 @@ pub async fn begin(
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, "", &form.csrf)?;
     let email = form.email.trim().to_string();
+    let next = resume(&state, &form.next).await.map(|(n, _)| n);
+    let next = next.as_deref();
     if email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");
         return render_form(
@@ -80,13 +133,14 @@ pub async fn begin(
             page,
             StatusCode::UNPROCESSABLE_ENTITY,
             "",
+            next,
             Some(error),
         );
     }
     let browser = browser_cookie(&state, &page).unwrap_or_default();
     match state
         .federation
-        .begin(&email, &browser, state.clock.now())
+        .begin(&email, &browser, next, state.clock.now())
         .await
     {
         Ok(url) => {
@@ -102,13 +156,21 @@ pub async fn begin(
                 page,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &email,
+                next,
                 Some(error),
             )
         }
         Err(BeginError::UnknownDomain) => {
             // Says nothing about which organizations exist.
             let error = page.tr.t("sso-unknown-domain");
-            render_form(&state, page, StatusCode::NOT_FOUND, &email, Some(error))
+            render_form(
+                &state,
+                page,
+                StatusCode::NOT_FOUND,
+                &email,
+                next,
+                Some(error),
+            )
         }
         Err(BeginError::Upstream(detail)) => {
             tracing::warn!(error = %detail, "SSO sign-in cannot begin");
@@ -137,20 +199,30 @@ pub async fn callback(
         .finish(&callback, browser.as_deref(), &page.client, now)
         .await;
     match finished {
-        Ok(Finished::SignedIn { user, org_id }) => sign_in(&state, page, &user, org_id).await,
+        Ok(Finished::SignedIn { user, org_id, next }) => {
+            sign_in(&state, page, &user, org_id, next).await
+        }
         Ok(Finished::LinkNeeded {
             token,
             email,
             org_name,
-        }) => render_link(
-            &state,
-            page,
-            StatusCode::OK,
-            token.as_str(),
-            &email,
-            &org_name,
-            None,
-        ),
+            next,
+        }) => {
+            let csp = match next {
+                Some(next) => resume(&state, &next).await.map(|(_, csp)| csp),
+                None => None,
+            };
+            let page = render_link(
+                &state,
+                page,
+                StatusCode::OK,
+                token.as_str(),
+                &email,
+                &org_name,
+                None,
+            )?;
+            Ok(with_csp(page, csp))
+        }
         Err(refusal) => {
             state.metrics.login(LoginOutcome::WrongCredentials);
             let (status, key) = match &refusal {
@@ -204,7 +276,7 @@ pub async fn link(
         )
         .await;
     match linked {
-        Ok((user, org_id)) => sign_in(&state, page, &user, org_id).await,
+        Ok((user, org_id, next)) => sign_in(&state, page, &user, org_id, next).await,
         Err(LinkError::WrongPassword) => {
             state.metrics.login(LoginOutcome::WrongCredentials);
             // The same pending link, asked again.
@@ -227,8 +299,12 @@ pub async fn link(
                 .await?
                 .map(|o| o.name)
                 .unwrap_or_default();
+            let csp = match pending.next {
+                Some(next) => resume(&state, &next).await.map(|(_, csp)| csp),
+                None => None,
+            };
             let error = page.tr.t("login-wrong-credentials");
-            render_link(
+            let page = render_link(
                 &state,
                 page,
                 StatusCode::UNAUTHORIZED,
@@ -236,7 +312,8 @@ pub async fn link(
                 &email,
                 &org,
                 Some(error),
-            )
+            )?;
+            Ok(with_csp(page, csp))
         }
         Err(LinkError::Unusable) => {
             error_page(&state, &page, StatusCode::GONE, "sso-link-unusable", None)
@@ -254,11 +331,14 @@ pub async fn link(
     }
 }
 
+/// Starts the SSO session and goes on to `/account`, or to the relying app's authorization
+/// request the sign-in began with (a path of ours: no open redirect).
 async fn sign_in(
     state: &AppState,
     page: PageContext,
     user: &User,
     org_id: uuid::Uuid,
+    next: Option<String>,
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
     let (token, _) = state
@@ -272,7 +352,15 @@ async fn sign_in(
         token.as_str().to_string(),
         https,
     ));
-    Ok((jar, Redirect::to("/account")).into_response())
+    let resumed = match next {
+        Some(next) => resume(state, &next).await,
+        None => None,
+    };
+    let target = resumed
+        .as_ref()
+        .map_or("/account", |(next, _)| next.as_str());
+    let response = (jar, Redirect::to(target)).into_response();
+    Ok(with_csp(response, resumed.map(|(_, csp)| csp)))
 }
 
 fn render_link(

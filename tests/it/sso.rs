@@ -81,10 +81,35 @@ impl Sso {
     /// From the SSO form through the double's sign-in page: the callback URL the double
     /// sends the browser to.
     async fn to_callback(&self, client: &reqwest::Client, email: &str, username: &str) -> String {
-        let csrf = self.app.csrf_from(client, "/login/sso").await;
+        self.to_callback_from(client, "/login/sso", email, username)
+            .await
+    }
+
+    /// The same, from a given SSO form (which may carry a relying app's request in `next`).
+    async fn to_callback_from(
+        &self,
+        client: &reqwest::Client,
+        form_path: &str,
+        email: &str,
+        username: &str,
+    ) -> String {
+        let form = client
+            .get(self.app.url(form_path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = crate::support::hidden_field(&form, "csrf");
+        let next = scraper::Html::parse_document(&form)
+            .select(&scraper::Selector::parse("input[name=next]").unwrap())
+            .next()
+            .and_then(|e| e.value().attr("value").map(str::to_string))
+            .unwrap_or_default();
         let hop = client
             .post(self.app.url("/login/sso"))
-            .form(&[("email", email), ("csrf", &csrf)])
+            .form(&[("email", email), ("csrf", &csrf), ("next", &next)])
             .send()
             .await
             .unwrap();
@@ -1161,5 +1186,105 @@ async fn an_operator_links_an_existing_account_by_object_id() {
                 .iter()
                 .any(|(u, d)| *u == Some(local.id) && d["by"] == "operator")
         );
+    }
+}
+
+#[tokio::test]
+async fn a_relying_app_signs_in_an_sso_user_and_hears_amr_fed() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    const REDIRECT: &str = "http://127.0.0.1:9/callback";
+    for db in databases().await {
+        let sso = setup(&db, true, false).await;
+        let app = &sso.app;
+        let spec = gotthard::oidc::ClientSpec {
+            name: "Webmail".into(),
+            auth_method: gotthard::oidc::ClientAuthMethod::ClientSecretBasic,
+            jwks: None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            first_party: true,
+            require_pkce: true,
+            id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+        };
+        let (client, secret) = app
+            .state
+            .provider
+            .create_client(spec, app.state.clock.now())
+            .await
+            .unwrap();
+        let username = "rp@contoso.example";
+        sso.entra.add_user(username, Some(username), "Rp");
+
+        // The app sends the browser to Gotthard, which asks it to sign in.
+        let verifier = "v".repeat(50);
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let authorize = format!(
+            "/oauth2/authorize?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &client.id)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("scope", "openid email")
+                .append_pair("state", "st-1")
+                .append_pair("nonce", "nonce-1")
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256")
+                .finish()
+        );
+        let browser = app.client();
+        let asked = browser.get(app.url(&authorize)).send().await.unwrap();
+        let login = asked.headers()["location"].to_str().unwrap().to_string();
+        assert!(login.starts_with("/login?"), "{login}");
+        let login_page = browser
+            .get(app.url(&login))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // "Sign in with SSO" carries the app's request along.
+        let sso_form = attr(&login_page, "a#sso-button", "href");
+        assert!(sso_form.starts_with("/login/sso?next="), "{sso_form}");
+        let callback = sso
+            .to_callback_from(&browser, &sso_form, username, username)
+            .await;
+        let done = browser.get(&callback).send().await.unwrap();
+        assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        let resumed = done.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(resumed, authorize, "back to the app's request");
+        let to_app = browser.get(app.url(&resumed)).send().await.unwrap();
+        let back = url::Url::parse(to_app.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(back.as_str().starts_with(REDIRECT), "{back}");
+        let code = back
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("a code");
+
+        let tokens: serde_json::Value = reqwest::Client::new()
+            .post(app.url("/oauth2/token"))
+            .basic_auth(&client.id, secret.as_deref())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id_token = tokens["id_token"].as_str().expect("an ID token");
+        let payload = id_token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["amr"], serde_json::json!(["fed"]), "{claims}");
+        assert_eq!(claims["nonce"], "nonce-1");
     }
 }
