@@ -228,6 +228,11 @@ pub async fn callback(
             let (status, key) = match &refusal {
                 Refusal::StateUnusable => (StatusCode::BAD_REQUEST, "sso-error-state"),
                 Refusal::Upstream { .. } => (StatusCode::UNAUTHORIZED, "sso-error-upstream"),
+                // The round trip itself failed (unreachable, or the connection's client id
+                // or secret refused): a matter for the organization's administrator.
+                Refusal::Token("exchange" | "discovery" | "client_secret" | "no_id_token") => {
+                    (StatusCode::BAD_GATEWAY, "sso-error-exchange")
+                }
                 Refusal::Token(_) => (StatusCode::UNAUTHORIZED, "sso-error-token"),
                 Refusal::NoConnection => (StatusCode::FORBIDDEN, "sso-error-no-connection"),
                 Refusal::AddressOutsideDomains => {

@@ -1288,3 +1288,51 @@ async fn a_relying_app_signs_in_an_sso_user_and_hears_amr_fed() {
         assert_eq!(claims["nonce"], "nonce-1");
     }
 }
+
+#[tokio::test]
+async fn a_refused_client_secret_gets_a_page_for_the_administrator() {
+    for db in databases().await {
+        let sso = setup(&db, true, false).await;
+        let username = "sec@contoso.example";
+        sso.entra.add_user(username, Some(username), "Sec");
+        // The secret expired in Entra and was replaced there, not here.
+        let now = sso.app.state.clock.now();
+        let settings = gotthard::orgs::SsoSettings {
+            tenant_id: sso.entra.tenant.clone(),
+            client_id: sso.entra.client_id.clone(),
+            client_secret: Some("an-old-secret".into()),
+            domains: vec![DOMAIN.into()],
+            authority: Some(sso.entra.base.clone()),
+            provision: true,
+            default_role: OrgRole::Member,
+            enforce_sso: false,
+        };
+        let cli = gotthard::audit::ClientInfo::new("test", "");
+        sso.app
+            .state
+            .sso
+            .set(
+                sso.org,
+                settings,
+                gotthard::orgs::SsoEditor::Operator,
+                &cli,
+                now,
+            )
+            .await
+            .unwrap();
+        let client = sso.app.client();
+        let refused = sso.sign_in(&client, username, username).await;
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{}", db.backend);
+        let html = refused.text().await.unwrap();
+        assert!(
+            text_of(&html, "#sso-error")
+                .unwrap()
+                .contains("administrator")
+        );
+        assert!(!html.contains("an-old-secret"));
+        assert_eq!(
+            failure_reasons(&db).await.last().map(String::as_str),
+            Some("sso_token_exchange")
+        );
+    }
+}

@@ -206,3 +206,4 @@ sso-admin-error-domain-taken = “{ $domain }” already belongs to another orga
 sso-admin-error-authority = The authority must be an https URL without query or fragment.
 sso-admin-error-authority-not-allowed = Only Entra ID's own clouds can be chosen here; the operator of this server can set another authority.
 sso-admin-error-role = New users can be members or administrators.
+sso-error-exchange = Your organization's sign-in service did not complete the sign-in. If this persists, ask your administrator to check the organization's SSO connection.

@@ -206,3 +206,4 @@ sso-admin-error-domain-taken = «{ $domain }» ya pertenece a otra organización
 sso-admin-error-authority = La autoridad debe ser una URL https sin consulta ni fragmento.
 sso-admin-error-authority-not-allowed = Aquí solo pueden elegirse las nubes propias de Entra ID; el operador de este servidor puede fijar otra autoridad.
 sso-admin-error-role = Los usuarios nuevos pueden ser miembros o administradores.
+sso-error-exchange = El servicio de inicio de sesión de su organización no completó el inicio de sesión. Si se repite, pida a su administrador que revise la conexión SSO de la organización.

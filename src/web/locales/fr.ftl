@@ -206,3 +206,4 @@ sso-admin-error-domain-taken = « { $domain } » appartient déjà à une autre 
 sso-admin-error-authority = L'autorité doit être une URL https sans requête ni fragment.
 sso-admin-error-authority-not-allowed = Seuls les clouds d'Entra ID peuvent être choisis ici ; l'opérateur de ce serveur peut fixer une autre autorité.
 sso-admin-error-role = Les nouveaux utilisateurs peuvent être membres ou administrateurs.
+sso-error-exchange = Le service de connexion de votre organisation n'a pas terminé la connexion. Si cela persiste, demandez à votre administrateur de vérifier la connexion SSO de l'organisation.
