@@ -1336,3 +1336,67 @@ async fn a_refused_client_secret_gets_a_page_for_the_administrator() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_flow_state_is_taken_once_even_by_parallel_callbacks() {
+    use gotthard::federation::SsoFlow;
+    use gotthard::tokens::OpaqueToken;
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let now = app.state.clock.now();
+        let org = app.state.orgs.create("Contoso", now).await.unwrap();
+        let store = &app.state.store;
+        for _ in 0..5 {
+            let state = OpaqueToken::generate();
+            store
+                .insert_sso_flow(&SsoFlow {
+                    state: state.digest(),
+                    org_id: org.id,
+                    browser: OpaqueToken::generate().digest(),
+                    nonce: "n".into(),
+                    next: None,
+                    created_at: now,
+                    expires_at: now + time::Duration::minutes(10),
+                })
+                .await
+                .unwrap();
+            let digest = state.digest();
+            let takes = futures_take(store, &digest).await;
+            assert_eq!(takes, 1, "{}", db.backend);
+        }
+        // Expired state is pruned.
+        let state = OpaqueToken::generate();
+        store
+            .insert_sso_flow(&SsoFlow {
+                state: state.digest(),
+                org_id: org.id,
+                browser: OpaqueToken::generate().digest(),
+                nonce: "n".into(),
+                next: None,
+                created_at: now,
+                expires_at: now + time::Duration::minutes(10),
+            })
+            .await
+            .unwrap();
+        let later = now + time::Duration::minutes(11);
+        assert_eq!(app.state.federation.prune(later).await.unwrap(), 1);
+        assert_eq!(db.count("sso_flows").await, 0);
+    }
+}
+
+/// Four parallel takes of one state; returns how many got it.
+async fn futures_take(
+    store: &std::sync::Arc<dyn gotthard::store::Store>,
+    digest: &gotthard::tokens::TokenDigest,
+) -> usize {
+    let (a, b, c, d) = tokio::join!(
+        store.take_sso_flow(digest),
+        store.take_sso_flow(digest),
+        store.take_sso_flow(digest),
+        store.take_sso_flow(digest)
+    );
+    [a, b, c, d]
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_some())
+        .count()
+}
