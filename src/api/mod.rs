@@ -10,6 +10,7 @@ mod me;
 mod problem;
 mod security;
 mod sessions;
+mod sso;
 
 use axum::Json;
 use axum::Router;
@@ -56,7 +57,10 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::create,
         clients::delete,
         clients::consents,
-        clients::revoke_consent
+        clients::revoke_consent,
+        sso::show,
+        sso::update,
+        sso::remove
     ),
     components(schemas(
         Problem,
@@ -80,7 +84,9 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::ClientList,
         clients::ClientCreate,
         clients::ConsentList,
-        crate::oidc::Consent
+        crate::oidc::Consent,
+        sso::SsoPut,
+        sso::SsoView
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -118,6 +124,10 @@ pub fn routes() -> Router<AppState> {
         .route("/me/consents/{client_id}", delete(clients::revoke_consent))
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/{id}", delete(clients::delete))
+        .route(
+            "/orgs/{org}/sso",
+            get(sso::show).put(sso::update).delete(sso::remove),
+        )
 }
 
 async fn openapi() -> Response {
