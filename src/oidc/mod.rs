@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod http;
+mod issue_log;
 mod model;
 mod provider;
 

@@ -164,3 +164,6 @@ pub struct QueuedLogout {
     pub session_id: String,
     pub attempts: i32,
 }
+
+/// What issuing one token writes: its refresh token (if any) and its activity event.
+pub type IssueRecord = (Option<NewRefreshToken>, crate::audit::ActivityEvent);

@@ -149,6 +149,8 @@ pub enum AuthorizeStep {
 struct TokenChecks {
     verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
     live: Option<Mutex<HashMap<String, (u64, AccessTokenState)>>>,
+    /// Registered clients, under the same rule as `live` (a deletion moves the epoch).
+    clients: Option<Mutex<HashMap<String, (u64, Client)>>>,
 }
 
 /// Entries kept per cache; a full cache starts over (tokens live minutes).
@@ -169,6 +171,7 @@ impl TokenChecks {
 #[derive(Clone)]
 pub struct Provider {
     checks: Arc<TokenChecks>,
+    issues: super::issue_log::IssueLog,
     store: Arc<dyn Store>,
     keys: Arc<SigningKeys>,
     issuer: String,
@@ -196,9 +199,11 @@ impl Provider {
         }
         let authorization_server = serde_json::to_vec(&metadata).unwrap_or_default().into();
         Self {
+            issues: super::issue_log::IssueLog::start(store.clone()),
             checks: Arc::new(TokenChecks {
                 verified: Mutex::default(),
                 live: single_instance.then(Mutex::default),
+                clients: single_instance.then(Mutex::default),
             }),
             store,
             keys,
@@ -269,7 +274,20 @@ impl Provider {
         if id.is_empty() || id.len() > 128 {
             return Ok(None);
         }
-        self.store.client(id).await
+        let epoch = crate::store::revocation_epoch();
+        let remembered = self.checks.clients.as_ref().and_then(|clients| {
+            let clients = clients.lock().ok()?;
+            let (at, client) = clients.get(id)?;
+            (*at == epoch).then(|| client.clone())
+        });
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        let client = self.store.client(id).await?;
+        if let (Some(clients), Some(client)) = (&self.checks.clients, &client) {
+            TokenChecks::remember(clients, id.to_string(), (epoch, client.clone()));
+        }
+        Ok(client)
     }
 
     /// Authenticates the client by its registered method (OIDC Core 9). Every failure is
@@ -962,7 +980,7 @@ impl Provider {
             now,
         )
         .for_product(&client.name);
-        self.store.record_issue(None, &event).await?;
+        self.issues.record((None, event)).await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -1065,17 +1083,13 @@ impl Provider {
             now,
         )
         .for_product(&client.name);
-        self.store
-            .record_issue(
-                Some(&NewRefreshToken {
-                    digest: refresh.digest(),
-                    grant_id: grant.id,
-                    created_at: now,
-                    expires_at,
-                }),
-                &event,
-            )
-            .await?;
+        let refresh_record = NewRefreshToken {
+            digest: refresh.digest(),
+            grant_id: grant.id,
+            created_at: now,
+            expires_at,
+        };
+        self.issues.record((Some(refresh_record), event)).await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{INSERT_EVENT, USER_COLUMNS, bind_event};
+use super::sql::USER_COLUMNS;
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
-    GrantState, NewRefreshToken, QueuedLogout, RefreshUse, SessionMethod, SessionTimes,
+    GrantState, IssueRecord, QueuedLogout, RefreshUse, SessionMethod, SessionTimes,
 };
 use crate::tokens::{SigningAlg, TokenDigest};
 
@@ -40,12 +40,9 @@ pub trait OidcStore: Send + Sync {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
-    /// Records what was issued under a grant: the event and the refresh token, if any.
-    async fn record_issue(
-        &self,
-        refresh: Option<&NewRefreshToken>,
-        event: &ActivityEvent,
-    ) -> Result<(), StoreError>;
+    /// Records what was issued: per token its event and its refresh token, if any; a batch
+    /// of them in one transaction (group commit).
+    async fn record_issues(&self, issues: &[IssueRecord]) -> Result<(), StoreError>;
     /// Rotates a refresh token of `client_id`; a token of another client is left untouched
     /// (RFC 6749 §6) and unusable.
     async fn use_refresh_token(
@@ -493,32 +490,23 @@ macro_rules! oidc_store {
                 Ok(revoked)
             }
 
-            async fn record_issue(
-                &self,
-                refresh: Option<&NewRefreshToken>,
-                event: &ActivityEvent,
-            ) -> Result<(), StoreError> {
-                let Some(r) = refresh else {
-                    // One statement needs no explicit transaction (one round trip, not three).
-                    bind_event(sqlx::query(INSERT_EVENT), event)
-                        .execute(&self.pool)
-                        .await?;
-                    return Ok(());
-                };
+            async fn record_issues(&self, issues: &[IssueRecord]) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
-                {
-                    sqlx::query(
-                        "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
-                         expires_at) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(r.digest.as_bytes())
-                    .bind(r.grant_id)
-                    .bind(r.created_at)
-                    .bind(r.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
+                for (refresh, event) in issues {
+                    if let Some(r) = refresh {
+                        sqlx::query(
+                            "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
+                             expires_at) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(r.digest.as_bytes())
+                        .bind(r.grant_id)
+                        .bind(r.created_at)
+                        .bind(r.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Self::insert_event(&mut tx, event).await?;
                 }
-                Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -28,7 +28,7 @@ const SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, 
      FROM sessions s JOIN users u ON u.id = s.user_id \
      WHERE s.token_hash = $1 AND s.ended_at IS NULL";
 
-pub(super) const INSERT_EVENT: &str = "INSERT INTO activity_events \
+const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
@@ -1027,7 +1027,7 @@ where
 }
 
 /// Binds an activity event to [`INSERT_EVENT`], for either backend.
-pub(super) fn bind_event<'q, DB>(
+fn bind_event<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     event: &'q ActivityEvent,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
