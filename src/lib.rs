@@ -217,6 +217,11 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .nest("/api/v1", api::routes())
         .fallback(web::not_found)
+        // Runs every handler to completion even when its client goes away: a dropped
+        // request future could otherwise leave a pooled PostgreSQL connection inside an
+        // open transaction (sqlx 0.8.6 cancelling `begin`, launchbadge/sqlx#4393), and the
+        // writes that later ride on it would be lost.
+        .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::rate_limit::limit_sign_in,
@@ -264,6 +269,20 @@ pub fn router(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(body_limit)),
     )
     .with_state(state)
+}
+
+/// Runs the rest of the request in its own task, which a client disconnect cannot cancel.
+async fn run_to_completion(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "request task failed");
+            axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.

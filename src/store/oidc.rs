@@ -12,7 +12,8 @@ use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
-    GrantState, IssueRecord, QueuedLogout, RefreshUse, SessionMethod, SessionTimes,
+    GrantState, IssueRecord, NewRefreshToken, QueuedLogout, RefreshUse, SessionMethod,
+    SessionTimes,
 };
 use crate::tokens::{SigningAlg, TokenDigest};
 
@@ -491,21 +492,41 @@ macro_rules! oidc_store {
             }
 
             async fn record_issues(&self, issues: &[IssueRecord]) -> Result<(), StoreError> {
+                // Two multi-row statements for the whole batch: the round trips, not the
+                // rows, are what a batch costs.
                 let mut tx = self.pool.begin().await?;
-                for (refresh, event) in issues {
-                    if let Some(r) = refresh {
-                        sqlx::query(
-                            "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
-                             expires_at) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(r.digest.as_bytes())
-                        .bind(r.grant_id)
-                        .bind(r.created_at)
-                        .bind(r.expires_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Self::insert_event(&mut tx, event).await?;
+                let refreshes: Vec<&NewRefreshToken> =
+                    issues.iter().filter_map(|(r, _)| r.as_ref()).collect();
+                if !refreshes.is_empty() {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
+                         expires_at) ",
+                    );
+                    insert.push_values(refreshes, |mut row, r| {
+                        row.push_bind(r.digest.as_bytes().to_vec())
+                            .push_bind(r.grant_id)
+                            .push_bind(r.created_at)
+                            .push_bind(r.expires_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                if !issues.is_empty() {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO activity_events (id, user_id, actor_id, action, product, ip, \
+                         user_agent, details, created_at) ",
+                    );
+                    insert.push_values(issues.iter().map(|(_, e)| e), |mut row, e| {
+                        row.push_bind(e.id)
+                            .push_bind(e.user_id)
+                            .push_bind(e.actor_id)
+                            .push_bind(e.action.clone())
+                            .push_bind(e.product.clone())
+                            .push_bind(e.ip.clone())
+                            .push_bind(e.user_agent.clone())
+                            .push_bind(e.details.clone())
+                            .push_bind(e.created_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
