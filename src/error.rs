@@ -37,6 +37,9 @@ pub enum WebError {
     /// Signed in, but the role does not allow it.
     #[error("forbidden")]
     Forbidden,
+    /// A request the page explains (the message key); e.g. an unknown OAuth client.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -62,6 +65,7 @@ impl WebError {
             WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
             WebError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
             WebError::Forbidden => (StatusCode::FORBIDDEN, "members-forbidden"),
+            WebError::BadRequest(key) => (StatusCode::BAD_REQUEST, key),
             WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),
         }
     }

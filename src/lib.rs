@@ -41,12 +41,13 @@ use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::mail::Mailer;
+use crate::oidc::Provider;
 use crate::ops::Metrics;
 use crate::orgs::Orgs;
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
-use crate::tokens::Keyring;
+use crate::tokens::{Keyring, SigningKeys};
 use crate::web::Pages;
 use crate::web::rate_limit::RateLimits;
 
@@ -65,6 +66,9 @@ pub struct AppState {
     pub pages: Arc<Pages>,
     pub metrics: Arc<Metrics>,
     pub rate_limits: Arc<RateLimits>,
+    pub provider: Provider,
+    /// Wakes the back-channel logout sender when a session ends here.
+    pub backchannel: Arc<tokio::sync::Notify>,
     pub clock: Clock,
 }
 
@@ -72,6 +76,12 @@ impl AppState {
     /// Opens the database (running migrations), the keys and the hashing pool.
     pub async fn open(config: Config, hash_threads: usize) -> anyhow::Result<Self> {
         let keyring = Keyring::load_or_create(&config.keys.dir)?;
+        let clock = Clock::default();
+        let signing = Arc::new(SigningKeys::load_or_create(
+            &config.keys.dir,
+            config.oidc.key_retention(),
+            clock.now(),
+        )?);
         let url = config.database_url();
         let store = store::connect(&url, config.database.max_connections)
             .await
@@ -113,19 +123,22 @@ impl AppState {
                 })?,
             )
         };
+        let session_policy = SessionPolicy {
+            idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
+            absolute_lifetime: time::Duration::hours(config.sessions.absolute_lifetime_hours),
+            touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
+        };
         Ok(Self {
             mailer,
-            sessions: Sessions::new(
+            sessions: Sessions::new(store.clone(), session_policy, mail_context),
+            provider: Provider::new(
                 store.clone(),
-                SessionPolicy {
-                    idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
-                    absolute_lifetime: time::Duration::hours(
-                        config.sessions.absolute_lifetime_hours,
-                    ),
-                    touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
-                },
-                mail_context,
+                signing,
+                &config.issuer,
+                config.oidc.clone(),
+                session_policy,
             ),
+            backchannel: Arc::new(tokio::sync::Notify::new()),
             activity: ActivityLog::new(
                 store.clone(),
                 time::Duration::days(config.activity.retention_days),
@@ -138,7 +151,7 @@ impl AppState {
             pages,
             metrics: Arc::new(Metrics::new()),
             rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared)),
-            clock: Clock::default(),
+            clock,
             config: Arc::new(config),
         })
     }
@@ -181,6 +194,7 @@ pub fn router(state: AppState) -> Router {
     }
     let mut app = Router::new()
         .merge(web::routes())
+        .merge(oidc::http::routes())
         .merge(ops::routes())
         .nest("/api/v1", api::routes())
         .fallback(web::not_found)
@@ -241,6 +255,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let mail = tokio::spawn(send_mail(state.clone()));
+    let logouts = tokio::spawn(send_logouts(state.clone()));
     let app = router(state);
     let served = axum::serve(
         listener,
@@ -250,6 +265,7 @@ pub async fn serve(
     .await;
     maintenance.abort();
     mail.abort();
+    logouts.abort();
     served
 }
 
@@ -262,6 +278,33 @@ async fn send_mail(state: AppState) {
         if let Err(err) = state.mailer.deliver_due(state.clock.now()).await {
             tracing::warn!(error = %err, "mail outbox unreachable; retrying");
         }
+    }
+}
+
+/// Background task: sends queued back-channel logout tokens, when a session ends here and
+/// every `oidc.backchannel_poll_interval_secs` (sessions end on other instances too).
+async fn send_logouts(state: AppState) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(http) => http,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the HTTP client for back-channel logout");
+            return;
+        }
+    };
+    let every = Duration::from_secs(state.config.oidc.backchannel_poll_interval_secs.max(1));
+    loop {
+        if let Err(err) = state
+            .provider
+            .deliver_logouts(&http, state.clock.now())
+            .await
+        {
+            tracing::warn!(error = %err, "back-channel logout queue unreachable; retrying");
+        }
+        let _ = tokio::time::timeout(every, state.backchannel.notified()).await;
     }
 }
 
@@ -278,6 +321,14 @@ async fn maintenance(state: AppState) {
             Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
         }
         state.rate_limits.forget_idle();
+        if let Err(err) = state.provider.keys().reload(state.clock.now()) {
+            tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
+        }
+        match state.store.prune_oidc(state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
+            Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
+        }
         match state.activity.prune(state.clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),

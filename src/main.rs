@@ -44,6 +44,62 @@ enum Command {
     /// Manage organizations.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Manage relying applications (OAuth 2.0 / OpenID Connect clients).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its id and (once) its secret as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (exact match); repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; PKCE S256 required).
+        #[arg(long)]
+        public: bool,
+        /// Operated by the platform itself: no consent screen.
+        #[arg(long)]
+        first_party: bool,
+        /// Require PKCE from this confidential client too.
+        #[arg(long)]
+        require_pkce: bool,
+        /// Where RP-initiated logout may return to; repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Receives back-channel logout tokens when a session with its tokens ends.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// client_secret_basic (default), client_secret_post or private_key_jwt.
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// A JWK Set file with the client's public keys (private_key_jwt).
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<std::path::PathBuf>,
+        /// RS256 (default), ES256 or EdDSA.
+        #[arg(long, default_value = "RS256")]
+        id_token_alg: String,
+    },
+    /// List clients.
+    List,
+    /// Delete a client (its tokens stop working).
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key per algorithm; the old ones stay published until the tokens
+    /// they signed have expired, then are deleted by a later rotation.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +192,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::User(command) => user(command, config).await,
         Command::Org(command) => org(command, config).await,
+        Command::Client(command) => client(command, config).await,
+        Command::Keys(KeysCommand::Rotate) => {
+            let kids = gotthard::tokens::signing::rotate(
+                &config.keys.dir,
+                config.oidc.key_retention(),
+                gotthard::clock::Clock::default().now(),
+            )?;
+            println!("{}", serde_json::json!({ "new_kids": kids }));
+            Ok(())
+        }
     }
 }
 
@@ -246,6 +312,72 @@ async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
             for org in state.orgs.list().await? {
                 println!("{}\t{}", org.id, org.name);
             }
+        }
+    }
+    Ok(())
+}
+
+async fn client(command: ClientCommand, config: Config) -> anyhow::Result<()> {
+    use gotthard::oidc::{ClientAuthMethod, ClientSpec};
+    use gotthard::tokens::SigningAlg;
+    let state = AppState::open(config, 1).await?;
+    let now = state.clock.now();
+    match command {
+        ClientCommand::Create {
+            name,
+            redirect_uris,
+            public,
+            first_party,
+            require_pkce,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            auth_method,
+            jwks,
+            id_token_alg,
+        } => {
+            let auth_method = if public {
+                ClientAuthMethod::None
+            } else {
+                ClientAuthMethod::parse(&auth_method)
+                    .filter(|m| *m != ClientAuthMethod::None)
+                    .ok_or_else(|| anyhow::anyhow!("unknown --auth-method {auth_method}"))?
+            };
+            let jwks = match jwks {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let spec = ClientSpec {
+                name,
+                auth_method,
+                jwks,
+                redirect_uris,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
+                first_party,
+                require_pkce,
+                id_token_alg: SigningAlg::parse(&id_token_alg)
+                    .ok_or_else(|| anyhow::anyhow!("unknown --id-token-alg {id_token_alg}"))?,
+            };
+            let (client, secret) = state.provider.create_client(spec, now).await?;
+            let mut out = serde_json::json!({ "client_id": client.id, "name": client.name });
+            if let Some(secret) = secret {
+                out["client_secret"] = serde_json::json!(secret);
+            }
+            println!("{out}");
+        }
+        ClientCommand::List => {
+            for c in state.store.list_clients().await? {
+                println!("{}\t{}\t{}", c.id, c.auth_method.as_str(), c.name);
+            }
+        }
+        ClientCommand::Delete { id } => {
+            if !state.store.delete_client(&id).await? {
+                anyhow::bail!("no client {id}");
+            }
+            println!("deleted client {id}");
         }
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! The JSON account API under `/api/v1`, described by `/api/v1/openapi.json` (OpenAPI 3.1).
 //! Errors are RFC 9457 problem details. Callers are authenticated by the browser session
-//! cookie for now (bearer access tokens join with the OIDC provider); state-changing calls
-//! carry the CSRF token in `X-CSRF-Token`.
+//! cookie (state-changing calls then carry the CSRF token in `X-CSRF-Token`) or by a bearer
+//! access token of the OIDC provider with the scope `account:read` (reads) or
+//! `account:write` (changes), so that other services can act for the user.
 
 pub mod activity;
+mod clients;
 mod me;
 mod problem;
 mod security;
@@ -49,7 +51,12 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::list_of_member,
         sessions::end_of_member,
         activity::list,
-        activity::csv
+        activity::csv,
+        clients::list,
+        clients::create,
+        clients::delete,
+        clients::consents,
+        clients::revoke_consent
     ),
     components(schemas(
         Problem,
@@ -68,13 +75,19 @@ use crate::web::{SignedIn, client_info, csrf};
         sessions::EndedCount,
         crate::sessions::DeviceLabel,
         activity::ActivityList,
-        activity::EventView
+        activity::EventView,
+        clients::ClientView,
+        clients::ClientList,
+        clients::ClientCreate,
+        clients::ConsentList,
+        crate::oidc::Consent
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
         (name = "organizations", description = "What organization administrators do for their members"),
         (name = "sessions", description = "Account access: the devices signed in to the account"),
-        (name = "activity", description = "Account activity: what happened to the account")
+        (name = "activity", description = "Account activity: what happened to the account"),
+        (name = "clients", description = "Relying applications (instance administrators)")
     )
 )]
 struct ApiDoc;
@@ -101,6 +114,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/me/activity", get(activity::list))
         .route("/me/activity.csv", get(activity::csv))
+        .route("/me/consents", get(clients::consents))
+        .route("/me/consents/{client_id}", delete(clients::revoke_consent))
+        .route("/clients", get(clients::list).post(clients::create))
+        .route("/clients/{id}", delete(clients::delete))
 }
 
 async fn openapi() -> Response {
@@ -118,12 +135,76 @@ async fn openapi() -> Response {
 pub struct Caller {
     pub me: SignedIn,
     pub client: ClientInfo,
+    /// Set when the call came with a bearer access token (no cookie, so no CSRF check).
+    pub token: Option<crate::oidc::AccessClaims>,
+}
+
+impl Caller {
+    /// A caller by bearer token: a live token of a user's session with the scope the
+    /// method needs.
+    async fn from_bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let now = state.clock.now();
+        let claims = match state.provider.verify_access_token(token, now).await {
+            Ok(claims) => claims,
+            Err(crate::oidc::BearerError::Store(e)) => {
+                return Err(ApiError::Internal(e.to_string()));
+            }
+            Err(_) => return Err(ApiError::Unauthorized),
+        };
+        let reading = matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let allowed =
+            claims.has_scope("account:write") || (reading && claims.has_scope("account:read"));
+        if !allowed {
+            return Err(ApiError::Forbidden);
+        }
+        let user_id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
+        let session_id = claims
+            .sid
+            .as_deref()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let user = state
+            .store
+            .user_by_id(user_id)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or(ApiError::Unauthorized)?;
+        let session = state
+            .store
+            .sessions_of_user(user_id)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .into_iter()
+            .find(|s| s.id == session_id)
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Caller {
+            me: SignedIn {
+                session,
+                user,
+                cookie: String::new(),
+            },
+            client: client_info(parts, state),
+            token: Some(claims),
+        })
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+            return match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Self::from_bearer(parts, state, token.trim()).await
+                }
+                _ => Err(ApiError::Unauthorized),
+            };
+        }
         let me = SignedIn::from_parts(parts, state)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -131,6 +212,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             me,
             client: client_info(parts, state),
+            token: None,
         })
     }
 }
@@ -138,6 +220,10 @@ impl FromRequestParts<AppState> for Caller {
 impl Caller {
     /// Checks the `X-CSRF-Token` header of a state-changing call.
     pub fn require_csrf(&self, state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.token.is_some() {
+            // A bearer token is no ambient credential: a cross-site request cannot send it.
+            return Ok(());
+        }
         let submitted = headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())

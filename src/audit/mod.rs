@@ -42,11 +42,16 @@ pub enum Action {
     AccountUnlocked,
     SecuritySettingsChanged,
     AlertSent,
+    TokenIssued,
+    TokenRevoked,
+    TokenReuseDetected,
+    ConsentGranted,
+    ConsentRevoked,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 17] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -59,6 +64,11 @@ impl Action {
         Action::AccountUnlocked,
         Action::SecuritySettingsChanged,
         Action::AlertSent,
+        Action::TokenIssued,
+        Action::TokenRevoked,
+        Action::TokenReuseDetected,
+        Action::ConsentGranted,
+        Action::ConsentRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +85,11 @@ impl Action {
             Action::AccountUnlocked => "account.unlocked",
             Action::SecuritySettingsChanged => "security.changed",
             Action::AlertSent => "alert.sent",
+            Action::TokenIssued => "token.issued",
+            Action::TokenRevoked => "token.revoked",
+            Action::TokenReuseDetected => "token.reuse_detected",
+            Action::ConsentGranted => "consent.granted",
+            Action::ConsentRevoked => "consent.revoked",
         }
     }
 }
@@ -106,6 +121,12 @@ impl ActivityEvent {
             serde_json::json!({ "kind": kind }),
             now,
         )
+    }
+
+    /// The same event under a relying application's name (the activity filter's product).
+    pub fn for_product(mut self, product: &str) -> Self {
+        self.product = product.to_string();
+        self
     }
 
     pub fn new(

@@ -1,7 +1,7 @@
 //! `GET/POST /login` and `POST /logout`.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
@@ -22,24 +22,79 @@ pub async fn root(signed_in: Result<SignedIn, WebError>) -> Redirect {
     }
 }
 
-pub async fn form(State(state): State<AppState>, page: PageContext) -> Result<Response, WebError> {
-    render_form(&state, page, StatusCode::OK, "", None)
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// The authorization request to resume after signing in (only those are accepted: no
+    /// open redirect).
+    next: Option<String>,
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    page: PageContext,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, WebError> {
+    let flow = OidcFlow::of(&state, query.next.as_deref().unwrap_or("")).await;
+    let hint = flow.as_ref().and_then(|f| f.login_hint.clone());
+    render_form(
+        &state,
+        page,
+        StatusCode::OK,
+        hint.as_deref().unwrap_or(""),
+        None,
+        flow,
+    )
+}
+
+/// The authorization request a login form belongs to.
+struct OidcFlow {
+    next: String,
+    csp: HeaderValue,
+    login_hint: Option<String>,
+    ui_locales: Option<String>,
+}
+
+impl OidcFlow {
+    async fn of(state: &AppState, next: &str) -> Option<Self> {
+        if next.is_empty() || next.len() > 8192 {
+            return None;
+        }
+        let (csp, login_hint, ui_locales) = crate::oidc::http::login_context(state, next).await?;
+        Some(Self {
+            next: next.to_string(),
+            csp,
+            login_hint,
+            ui_locales,
+        })
+    }
 }
 
 fn render_form(
     state: &AppState,
-    page: PageContext,
+    mut page: PageContext,
     status: StatusCode,
     email: &str,
     error: Option<String>,
+    flow: Option<OidcFlow>,
 ) -> Result<Response, WebError> {
+    if let Some(locales) = flow.as_ref().and_then(|f| f.ui_locales.as_deref()) {
+        // OIDC `ui_locales` (space-separated, in order of preference) before Accept-Language.
+        page.tr = state.pages.i18n.negotiate(Some(&locales.replace(' ', ",")));
+    }
     let (jar, token) = page.csrf_token(state, "");
+    let next = flow.as_ref().map(|f| f.next.as_str()).unwrap_or("");
     let html = state.pages.render(
         "login.html",
         &page.tr,
-        context! { csrf => token, email => email, error => error },
+        context! { csrf => token, email => email, error => error, next => next },
     )?;
-    Ok((status, jar, Html(html)).into_response())
+    let mut response = (status, jar, Html(html)).into_response();
+    if let Some(flow) = flow {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, flow.csp);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -48,6 +103,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn submit(
@@ -57,6 +114,7 @@ pub async fn submit(
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
     page.check_csrf(&state, "", &form.csrf)?;
+    let flow = OidcFlow::of(&state, &form.next).await;
     if form.email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");
         return render_form(
@@ -65,6 +123,7 @@ pub async fn submit(
             StatusCode::UNPROCESSABLE_ENTITY,
             "",
             Some(error),
+            flow,
         );
     }
     let now = state.clock.now();
@@ -83,6 +142,7 @@ pub async fn submit(
                 StatusCode::UNAUTHORIZED,
                 form.email.trim(),
                 Some(error),
+                flow,
             );
         }
         Err(LoginError::Hash(crate::accounts::HashError::Busy)) => {
@@ -105,7 +165,14 @@ pub async fn submit(
         token.as_str().to_string(),
         https,
     ));
-    Ok((jar, Redirect::to("/account")).into_response())
+    let target = flow.as_ref().map_or("/account", |f| f.next.as_str());
+    let mut response = (jar, Redirect::to(target)).into_response();
+    if let Some(flow) = flow {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, flow.csp);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

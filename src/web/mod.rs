@@ -39,6 +39,11 @@ pub const SESSION_COOKIE: &str = "gotthard_session";
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
+    ("consent.html", include_str!("templates/consent.html")),
+    (
+        "logout_confirm.html",
+        include_str!("templates/logout_confirm.html"),
+    ),
     ("setup.html", include_str!("templates/setup.html")),
     ("account.html", include_str!("templates/account.html")),
     ("sessions.html", include_str!("templates/sessions.html")),

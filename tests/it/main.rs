@@ -6,6 +6,7 @@ mod cli;
 mod lockout;
 mod login;
 mod me;
+mod oidc;
 mod ops;
 mod redis;
 mod sessions;

@@ -1,0 +1,701 @@
+//! The provider's HTTP endpoints. OAuth endpoints answer JSON errors (RFC 6749 §5.2) with
+//! `Cache-Control: no-store`; the browser-facing ones (authorize, consent, logout) answer
+//! pages, and redirect to a client only once its redirect URI is verified.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use minijinja::context;
+
+use super::provider::{
+    AuthorizeError, AuthorizeRequest, AuthorizeStep, BearerError, ClientCredentials, OAuthError,
+};
+use crate::AppState;
+use crate::error::WebError;
+use crate::web::{PageContext, SignedIn};
+
+/// Longest value accepted for one parameter of the token, introspection and revocation
+/// endpoints (codes and refresh tokens are 43 characters, JWTs a few hundred).
+const MAX_PARAM_LEN: usize = 8192;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(authorization_server),
+        )
+        .route("/oauth2/jwks", get(jwks))
+        .route("/oauth2/authorize", get(authorize).post(authorize))
+        .route("/oauth2/consent", post(consent))
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/oauth2/logout", get(logout).post(logout))
+        .route("/oauth2/logout/confirm", post(logout_confirm))
+}
+
+/// Public JSON documents, served from bytes serialized once; any origin may read them.
+fn public_json(body: Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    public_json(state.provider.discovery_json())
+}
+
+async fn authorization_server(State(state): State<AppState>) -> Response {
+    public_json(state.provider.authorization_server_json())
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let body = state.provider.keys().jwks_json();
+    (
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ----- OAuth JSON answers ----------------------------------------------------------------
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = serde_json::json!({
+            "error": self.error,
+            "error_description": self.description,
+        });
+        let mut response = (status, no_store(), axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"gotthard\""),
+            );
+        }
+        response
+    }
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
+}
+
+/// Parses an `application/x-www-form-urlencoded` body strictly: the media type, UTF-8, no
+/// repeated parameter (RFC 6749 §3.2), no oversized value.
+fn oauth_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    parse_pairs(body).map(|pairs| pairs.into_iter().collect::<HashMap<_, _>>())
+}
+
+fn parse_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(OAuthError::invalid_request("the body is not UTF-8"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
+    for (name, value) in form_urlencoded::parse(bytes) {
+        if value.contains('\u{FFFD}') || name.contains('\u{FFFD}') {
+            return Err(OAuthError::invalid_request("a parameter is not UTF-8"));
+        }
+        if value.len() > MAX_PARAM_LEN || name.len() > 64 {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is too long",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
+        // Empty parameters are treated as omitted (RFC 6749 §3.1).
+        if value.is_empty() {
+            continue;
+        }
+        if !seen.insert(name.to_string()) {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {name} repeated"
+            )));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
+
+/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: both parts
+/// form-urlencoded) and the body.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<ClientCredentials, OAuthError> {
+    let mut creds = ClientCredentials {
+        client_id: form.get("client_id").cloned(),
+        client_secret: form.get("client_secret").cloned(),
+        assertion_type: form.get("client_assertion_type").cloned(),
+        assertion: form.get("client_assertion").cloned(),
+        basic: None,
+    };
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| OAuthError::invalid_client())?;
+        let Some((scheme, encoded)) = value.split_once(' ') else {
+            return Err(OAuthError::invalid_client());
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(OAuthError::invalid_client)?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(OAuthError::invalid_client)?;
+            let unescape = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| OAuthError::invalid_client())
+            };
+            creds.basic = Some((unescape(id)?, unescape(secret)?));
+        }
+    }
+    Ok(creds)
+}
+
+async fn token(
+    State(state): State<AppState>,
+    page: PageContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = state.clock.now();
+    let result = async {
+        let form = oauth_form(&headers, &body)?;
+        let creds = client_credentials(&headers, &form)?;
+        state.provider.token(&form, &creds, &page.client, now).await
+    }
+    .await;
+    match result {
+        Ok(tokens) => (no_store(), axum::Json(tokens)).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = state.clock.now();
+    let result = async {
+        let form = oauth_form(&headers, &body)?;
+        let creds = client_credentials(&headers, &form)?;
+        let client = state.provider.authenticate_client(&creds, now).await?;
+        if client.is_public() {
+            return Err(OAuthError::invalid_client());
+        }
+        let token = form
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        Ok(state.provider.introspect(&client, token, now).await?)
+    }
+    .await;
+    match result {
+        Ok(body) => (no_store(), axum::Json(body)).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    page: PageContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = state.clock.now();
+    let result = async {
+        let form = oauth_form(&headers, &body)?;
+        let creds = client_credentials(&headers, &form)?;
+        let client = state.provider.authenticate_client(&creds, now).await?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        state
+            .provider
+            .revoke(&client, token, &page.client, now)
+            .await?;
+        Ok::<_, OAuthError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => (StatusCode::OK, no_store()).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+// ----- bearer endpoints ------------------------------------------------------------------
+
+/// The bearer token of a request: the `Authorization` header, or (POST only) the
+/// `access_token` form field (RFC 6750 §2.2); never both.
+fn bearer_token(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<String, BearerAnswer> {
+    let from_header = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| BearerAnswer::InvalidRequest)?;
+            match value.split_once(' ') {
+                Some((scheme, token))
+                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                {
+                    Some(token.trim().to_string())
+                }
+                _ => return Err(BearerAnswer::InvalidRequest),
+            }
+        }
+        None => None,
+    };
+    let from_body = if method == Method::POST && !body.is_empty() {
+        let pairs = parse_pairs(body).map_err(|_| BearerAnswer::InvalidRequest)?;
+        pairs
+            .into_iter()
+            .find(|(n, _)| n == "access_token")
+            .map(|(_, v)| v)
+    } else {
+        None
+    };
+    match (from_header, from_body) {
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (Some(_), Some(_)) => Err(BearerAnswer::InvalidRequest),
+        (None, None) => Err(BearerAnswer::Missing),
+    }
+}
+
+/// RFC 6750 §3 answers.
+pub enum BearerAnswer {
+    Missing,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope(&'static str),
+    Unavailable,
+}
+
+impl From<BearerError> for BearerAnswer {
+    fn from(err: BearerError) -> Self {
+        match err {
+            BearerError::Invalid(_) | BearerError::Revoked => BearerAnswer::InvalidToken,
+            BearerError::InsufficientScope => BearerAnswer::InsufficientScope("openid"),
+            BearerError::Store(e) => {
+                tracing::error!(error = %e, "store failure while checking a token");
+                BearerAnswer::Unavailable
+            }
+        }
+    }
+}
+
+impl IntoResponse for BearerAnswer {
+    fn into_response(self) -> Response {
+        let (status, challenge) = match self {
+            BearerAnswer::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"gotthard\"".to_string(),
+            ),
+            BearerAnswer::InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                "Bearer realm=\"gotthard\", error=\"invalid_request\"".to_string(),
+            ),
+            BearerAnswer::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"gotthard\", error=\"invalid_token\"".to_string(),
+            ),
+            BearerAnswer::InsufficientScope(scope) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer realm=\"gotthard\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
+            ),
+            BearerAnswer::Unavailable => {
+                return (StatusCode::SERVICE_UNAVAILABLE, no_store()).into_response();
+            }
+        };
+        let mut response = (status, no_store()).into_response();
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+async fn userinfo(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let token = bearer_token(&method, &headers, &body)?;
+        let claims = state
+            .provider
+            .verify_access_token(&token, state.clock.now())
+            .await?;
+        Ok::<_, BearerAnswer>(state.provider.userinfo(&claims).await?)
+    }
+    .await;
+    match result {
+        Ok(body) => (
+            no_store(),
+            [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+            axum::Json(body),
+        )
+            .into_response(),
+        Err(answer) => answer.into_response(),
+    }
+}
+
+// ----- authorization endpoint -----------------------------------------------------------
+
+/// A CSP whose `form-action` also allows the client's origin: Chrome applies form-action to
+/// the redirects that follow a form post, and the login and consent forms end at the client.
+fn csp_allowing(redirect_uri: &str) -> Option<HeaderValue> {
+    let origin = url::Url::parse(redirect_uri).ok()?.origin();
+    if !origin.is_tuple() {
+        return None;
+    }
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; \
+         frame-ancestors 'none'; base-uri 'none'",
+        origin.ascii_serialization()
+    ))
+    .ok()
+}
+
+fn with_csp(mut response: Response, redirect_uri: &str) -> Response {
+    if let Some(csp) = csp_allowing(redirect_uri) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+fn request_params(
+    method: &Method,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<(String, String)>, WebError> {
+    if method == Method::POST {
+        let form_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form_type {
+            return Err(WebError::UnsupportedMediaType);
+        }
+        parse_pairs(body).map_err(|_| WebError::BadRequest("oidc-error-invalid-request"))
+    } else {
+        parse_pairs(query.unwrap_or_default().as_bytes())
+            .map_err(|_| WebError::BadRequest("oidc-error-invalid-request"))
+    }
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    page: PageContext,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    signed_in: Result<SignedIn, WebError>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let params = request_params(&method, query, &headers, &body)?;
+    let request = match state.provider.authorization_request(&params).await {
+        Ok(request) => request,
+        Err(err) => return Ok(authorize_error(&state, err)),
+    };
+    let now = state.clock.now();
+    let signed_in = signed_in.ok();
+    let step = state
+        .provider
+        .next_step(
+            &request,
+            &params,
+            signed_in.as_ref().map(|s| (&s.session, &s.user)),
+            now,
+        )
+        .await;
+    match step {
+        Err(err) => Ok(authorize_error(&state, err)),
+        Ok(AuthorizeStep::Login { resume_query }) => {
+            let next = format!("/oauth2/authorize?{resume_query}");
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", &next)
+                .finish();
+            Ok(Redirect::to(&format!("/login?{query}")).into_response())
+        }
+        Ok(AuthorizeStep::Consent) => {
+            let Some(signed_in) = signed_in else {
+                return Err(WebError::NotSignedIn);
+            };
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter())
+                .finish();
+            consent_page(&state, page, &signed_in, &request, &query)
+        }
+        Ok(AuthorizeStep::Issue) => {
+            let Some(signed_in) = signed_in else {
+                return Err(WebError::NotSignedIn);
+            };
+            let url = state
+                .provider
+                .issue_code(&request, &signed_in.session, now)
+                .await?;
+            Ok(Redirect::to(&url).into_response())
+        }
+    }
+}
+
+fn authorize_error(state: &AppState, err: AuthorizeError) -> Response {
+    match err {
+        AuthorizeError::Page(key) => WebError::BadRequest(key).into_response(),
+        AuthorizeError::Redirect {
+            redirect_uri,
+            state: client_state,
+            error,
+            description,
+        } => Redirect::to(&state.provider.error_redirect(
+            &redirect_uri,
+            client_state.as_deref(),
+            error,
+            &description,
+        ))
+        .into_response(),
+    }
+}
+
+fn consent_page(
+    state: &AppState,
+    page: PageContext,
+    signed_in: &SignedIn,
+    request: &AuthorizeRequest,
+    query: &str,
+) -> Result<Response, WebError> {
+    let (jar, token) = page.csrf_token(state, &signed_in.cookie);
+    let scopes: Vec<String> = request
+        .scope
+        .iter()
+        .map(|s| page.tr.t(&format!("scope-{}", s.replace([':', '_'], "-"))))
+        .collect();
+    let html = state.pages.render(
+        "consent.html",
+        &page.tr,
+        context! {
+            csrf => token,
+            client => request.client.name,
+            scopes => scopes,
+            request => query,
+            email => signed_in.user.email,
+        },
+    )?;
+    Ok(with_csp(
+        (jar, Html(html)).into_response(),
+        &request.redirect_uri,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    request: String,
+    decision: String,
+}
+
+async fn consent(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    crate::web::HtmlForm(form): crate::web::HtmlForm<ConsentForm>,
+) -> Result<Response, WebError> {
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let params = parse_pairs(form.request.as_bytes())
+        .map_err(|_| WebError::BadRequest("oidc-error-invalid-request"))?;
+    let request = match state.provider.authorization_request(&params).await {
+        Ok(request) => request,
+        Err(err) => return Ok(authorize_error(&state, err)),
+    };
+    let now = state.clock.now();
+    if form.decision != "allow" {
+        return Ok(Redirect::to(&state.provider.error_redirect(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            "access_denied",
+            "the user declined",
+        ))
+        .into_response());
+    }
+    state
+        .provider
+        .grant_consent(&request, &signed_in.user, &page.client, now)
+        .await?;
+    let url = state
+        .provider
+        .issue_code(&request, &signed_in.session, now)
+        .await?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// For the login form of an authorization request: the CSP that lets its post end at the
+/// client, and the `login_hint` to pre-fill. `None` unless `next` is a valid request.
+pub async fn login_context(
+    state: &AppState,
+    next: &str,
+) -> Option<(HeaderValue, Option<String>, Option<String>)> {
+    let query = next.strip_prefix("/oauth2/authorize?")?;
+    let params = parse_pairs(query.as_bytes()).ok()?;
+    let request = state.provider.authorization_request(&params).await.ok()?;
+    Some((
+        csp_allowing(&request.redirect_uri)?,
+        request.login_hint,
+        request.ui_locales,
+    ))
+}
+
+// ----- logout ----------------------------------------------------------------------------
+
+async fn logout(
+    State(state): State<AppState>,
+    page: PageContext,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    signed_in: Result<SignedIn, WebError>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let pairs = request_params(&method, query, &headers, &body)?;
+    let params: HashMap<String, String> = pairs.iter().cloned().collect();
+    let request = state
+        .provider
+        .logout_request(&params)
+        .await
+        .map_err(WebError::BadRequest)?;
+    let Ok(signed_in) = signed_in else {
+        return signed_out(&state, page, request.redirect.as_deref());
+    };
+    // The hint proves the request comes from an app of this very session: no question.
+    let same_session = request.hint_session.as_deref()
+        == Some(signed_in.session.id.to_string().as_str())
+        && request.hint_subject.as_deref() == Some(signed_in.user.id.to_string().as_str());
+    if same_session {
+        end_and_leave(&state, page, &signed_in, request.redirect.as_deref()).await
+    } else {
+        // Otherwise ask (a logout link on another site must not sign people out).
+        let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish();
+        let html = state.pages.render(
+            "logout_confirm.html",
+            &page.tr,
+            context! { csrf => token, request => query, client => request.client_name },
+        )?;
+        let response = (jar, Html(html)).into_response();
+        Ok(match &request.redirect {
+            Some(uri) => with_csp(response, uri),
+            None => response,
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LogoutConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    request: String,
+}
+
+async fn logout_confirm(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    crate::web::HtmlForm(form): crate::web::HtmlForm<LogoutConfirmForm>,
+) -> Result<Response, WebError> {
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let params: HashMap<String, String> = parse_pairs(form.request.as_bytes())
+        .map_err(|_| WebError::BadRequest("oidc-error-invalid-request"))?
+        .into_iter()
+        .collect();
+    let request = state
+        .provider
+        .logout_request(&params)
+        .await
+        .map_err(WebError::BadRequest)?;
+    end_and_leave(&state, page, &signed_in, request.redirect.as_deref()).await
+}
+
+async fn end_and_leave(
+    state: &AppState,
+    page: PageContext,
+    signed_in: &SignedIn,
+    redirect: Option<&str>,
+) -> Result<Response, WebError> {
+    state
+        .sessions
+        .end_by_logout(&signed_in.session, &page.client, state.clock.now())
+        .await?;
+    state.backchannel.notify_one();
+    let https = state.config.is_https();
+    let jar = page.jar.clone().remove(
+        axum_extra::extract::cookie::Cookie::build(crate::web::csrf::cookie_name(
+            crate::web::SESSION_COOKIE,
+            https,
+        ))
+        .path("/"),
+    );
+    let page = PageContext { jar, ..page };
+    signed_out(state, page, redirect)
+}
+
+fn signed_out(
+    state: &AppState,
+    page: PageContext,
+    redirect: Option<&str>,
+) -> Result<Response, WebError> {
+    if let Some(uri) = redirect {
+        return Ok((page.jar, Redirect::to(uri)).into_response());
+    }
+    let html = state.pages.render(
+        "message.html",
+        &page.tr,
+        context! { title => page.tr.t("logged-out-title"), message => page.tr.t("logged-out-text") },
+    )?;
+    Ok((page.jar, Html(html)).into_response())
+}
