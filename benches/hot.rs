@@ -59,9 +59,7 @@ fn password(c: &mut Criterion) {
     let rt = runtime();
     let config = gotthard::config::Config::load(None).expect("config");
     let hasher = PasswordHasher::start(&config.password, 1).expect("hasher");
-    let phc = rt
-        .block_on(hasher.hash("bench-password-1"))
-        .expect("hash");
+    let phc = rt.block_on(hasher.hash("bench-password-1")).expect("hash");
     let mut group = c.benchmark_group("password");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(3));
@@ -113,9 +111,8 @@ fn store(c: &mut Criterion) {
         ..Default::default()
     };
     group.bench_function("activity page filtered by action", |b| {
-        b.to_async(&rt).iter(|| async {
-            log.page(user_id, &failed, None, 50).await.expect("page")
-        })
+        b.to_async(&rt)
+            .iter(|| async { log.page(user_id, &failed, None, 50).await.expect("page") })
     });
     group.finish();
 }
@@ -126,7 +123,10 @@ async fn seed(url: &str) -> anyhow::Result<(std::sync::Arc<dyn Store>, Uuid, Opa
     let store = connect(url, 4).await?;
     store.migrate().await?;
     let now = OffsetDateTime::now_utc();
-    let client = ClientInfo::new("203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0");
+    let client = ClientInfo::new(
+        "203.0.113.7",
+        "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+    );
     let mut mine = None;
     for i in 0..51 {
         let user = store
