@@ -25,7 +25,19 @@ use crate::web::{PageContext, SignedIn};
 const MAX_PARAM_LEN: usize = 8192;
 
 pub fn routes() -> Router<AppState> {
+    // Browser apps (public clients) call these from their own origin, without cookies.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600));
+    let cross_origin = Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+        .route("/oauth2/revoke", post(revoke))
+        .layer(cors);
     Router::new()
+        .merge(cross_origin)
         .route("/.well-known/openid-configuration", get(discovery))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -34,10 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/jwks", get(jwks))
         .route("/oauth2/authorize", get(authorize).post(authorize))
         .route("/oauth2/consent", post(consent))
-        .route("/oauth2/token", post(token))
-        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/oauth2/introspect", post(introspect))
-        .route("/oauth2/revoke", post(revoke))
         .route("/oauth2/logout", get(logout).post(logout))
         .route("/oauth2/logout/confirm", post(logout_confirm))
 }
@@ -370,12 +379,7 @@ async fn userinfo(
     }
     .await;
     match result {
-        Ok(body) => (
-            no_store(),
-            [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-            axum::Json(body),
-        )
-            .into_response(),
+        Ok(body) => (no_store(), axum::Json(body)).into_response(),
         Err(answer) => answer.into_response(),
     }
 }

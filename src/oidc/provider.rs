@@ -794,7 +794,10 @@ impl Provider {
             .user_by_id(code.user_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
-        if !self.grant_alive(&grant, now) {
+        // Only the session decides here: a replay racing this request may already have
+        // revoked the grant, and then these tokens are born revoked rather than refused
+        // (so exactly one of two parallel redemptions succeeds).
+        if !self.session_alive(&grant, now) {
             return Err(OAuthError::invalid_grant("the session has ended"));
         }
         self.issue(
@@ -1062,9 +1065,10 @@ impl Provider {
     /// A grant whose tokens still work: not revoked, and its session (if any) neither
     /// ended nor expired.
     fn grant_alive(&self, grant: &GrantState, now: OffsetDateTime) -> bool {
-        if grant.revoked {
-            return false;
-        }
+        !grant.revoked && self.session_alive(grant, now)
+    }
+
+    fn session_alive(&self, grant: &GrantState, now: OffsetDateTime) -> bool {
         match (grant.session_id, grant.session) {
             (None, _) => true,
             (Some(_), None) => false,

@@ -29,13 +29,6 @@ pub trait OidcStore: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<CodeRedemption, StoreError>;
 
-    /// Starts a grant without a code (client credentials).
-    async fn insert_grant(
-        &self,
-        grant: &GrantState,
-        now: OffsetDateTime,
-        event: &ActivityEvent,
-    ) -> Result<(), StoreError>;
     async fn grant(&self, id: Uuid) -> Result<Option<GrantState>, StoreError>;
     async fn revoke_grant(
         &self,
@@ -287,6 +280,26 @@ macro_rules! oidc_store {
                 Ok(())
             }
 
+            /// Revokes a grant inside the caller's transaction.
+            async fn revoke_grant_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: Uuid,
+                reason: &str,
+                now: OffsetDateTime,
+            ) -> Result<bool, sqlx::Error> {
+                Ok(sqlx::query(
+                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
             async fn grant_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 id: Uuid,
@@ -417,14 +430,7 @@ macro_rules! oidc_store {
                 let Some((Some(first), )) = used else {
                     return Ok(CodeRedemption::Unusable);
                 };
-                sqlx::query(
-                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = 'code_replayed' \
-                     WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(first)
-                .execute(&mut *tx)
-                .await?;
+                Self::revoke_grant_in(&mut tx, first, "code_replayed", now).await?;
                 let code = sqlx::query_as::<_, CodeRow>(&format!(
                     "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE code_hash = $1"
                 ))
@@ -433,31 +439,6 @@ macro_rules! oidc_store {
                 .await?;
                 tx.commit().await?;
                 Ok(CodeRedemption::Replayed(code.into_code()))
-            }
-
-            async fn insert_grant(
-                &self,
-                g: &GrantState,
-                now: OffsetDateTime,
-                event: &ActivityEvent,
-            ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO oauth_grants (id, client_id, user_id, session_id, scope, \
-                     auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(g.id)
-                .bind(&g.client_id)
-                .bind(g.user_id)
-                .bind(g.session_id)
-                .bind(&g.scope)
-                .bind(g.auth_time)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                Self::insert_event(&mut tx, event).await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn grant(&self, id: Uuid) -> Result<Option<GrantState>, StoreError> {
@@ -475,17 +456,10 @@ macro_rules! oidc_store {
                 reason: &str,
                 now: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                Ok(sqlx::query(
-                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2 \
-                     WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(reason)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                    == 1)
+                let mut tx = self.pool.begin().await?;
+                let revoked = Self::revoke_grant_in(&mut tx, id, reason, now).await?;
+                tx.commit().await?;
+                Ok(revoked)
             }
 
             async fn record_issue(
@@ -551,14 +525,7 @@ macro_rules! oidc_store {
                     tx.commit().await?;
                     return Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Rotated));
                 }
-                sqlx::query(
-                    "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = 'refresh_reused' \
-                     WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await?;
+                Self::revoke_grant_in(&mut tx, grant_id, "refresh_reused", now).await?;
                 let grant = Self::grant_in(&mut tx, grant_id).await?;
                 tx.commit().await?;
                 Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Reused))

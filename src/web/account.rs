@@ -66,6 +66,13 @@ pub async fn page(
             ),
         ],
     );
+    let apps: Vec<_> = state
+        .provider
+        .consents(user)
+        .await?
+        .into_iter()
+        .map(|c| context! { id => c.client_id, name => c.client_name, scope => c.scope })
+        .collect();
     let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
     let html = state.pages.render(
         "account.html",
@@ -78,10 +85,31 @@ pub async fn page(
             session_line,
             organizations,
             activity,
+            apps,
             csrf => token,
         },
     )?;
     Ok((jar, Html(html)).into_response())
+}
+
+/// `POST /account/apps/{client}/revoke`: withdraws an app's permission; its tokens stop.
+pub async fn revoke_app(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Path(client): Path<String>,
+    HtmlForm(form): HtmlForm<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let revoked = state
+        .provider
+        .revoke_consent(&signed_in.user, &client, &page.client, state.clock.now())
+        .await?;
+    if !revoked {
+        return Err(WebError::NotFound);
+    }
+    Ok(Redirect::to("/account").into_response())
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -95,6 +95,10 @@ pub fn routes() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/sessions", get(account::sessions))
         .route("/account/activity", get(account::activity))
+        .route(
+            "/account/apps/{client}/revoke",
+            axum::routing::post(account::revoke_app),
+        )
         .route(
             "/account/security",
             get(security::page).post(security::save),
@@ -259,8 +263,20 @@ impl FromRequestParts<AppState> for SignedIn {
 /// Renders the localized page of an error response: for our own [`WebError`]s (marked with
 /// [`ErrorPage`]) and for the plain-text rejections of the framework (404, 405, 408, 413).
 pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Probes and scrapers get the plain answers of `ops`.
-    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+    // Probes, scrapers and OAuth clients get the plain (or JSON) answers of their endpoints.
+    let path = request.uri().path();
+    let machine = matches!(
+        path,
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/oauth2/token"
+            | "/oauth2/userinfo"
+            | "/oauth2/introspect"
+            | "/oauth2/revoke"
+            | "/oauth2/jwks"
+    ) || path.starts_with("/.well-known/");
+    if machine {
         return next.run(request).await;
     }
     // The API answers problem details, also for the framework's own rejections.
@@ -278,17 +294,25 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
         }
         return response;
     }
-    let tr = translator_for(&state, request.headers());
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // Kept aside cheaply; the translator is only built for an error.
+    let headers = HeaderMap::from_iter(
+        [
+            header::ACCEPT_LANGUAGE,
+            HeaderName::from_static("x-request-id"),
+        ]
+        .into_iter()
+        .filter_map(|name| Some((name.clone(), request.headers().get(&name)?.clone()))),
+    );
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    let tr = translator_for(&state, &headers);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let marked = response.extensions().get::<ErrorPage>().map(|p| p.0);
     let plain = response
         .headers()

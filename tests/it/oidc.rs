@@ -192,6 +192,19 @@ async fn authorize(
     (param(&back, "code").expect("a code"), verifier, nonce)
 }
 
+async fn exchange(
+    rp: &Rp,
+    code: String,
+    verifier: PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    rp.exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap()
+}
+
 async fn post_form(
     app: &TestApp,
     path: &str,
@@ -521,6 +534,17 @@ async fn client_credentials_introspection_revocation_and_client_authentication()
         let (_, info) = post_form(&app, "/oauth2/introspect", &service, &[("token", &token)]).await;
         assert_eq!(info["active"], false, "{}: revoked", db.backend);
 
+        // Browser apps may call the token endpoint from their origin (no cookies involved).
+        let preflight = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, app.url("/oauth2/token"))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.status().is_success());
+        assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+
         // A wrong secret: 401 invalid_client with a challenge.
         let wrong = Registered {
             id: service.id.clone(),
@@ -664,13 +688,7 @@ async fn bad_input_gets_its_oauth_error_never_a_500() {
         let rp = relying_party(&app, &other).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let refresh = tokens.refresh_token().unwrap().secret().clone();
         let (status, body) = post_form(
             &app,
@@ -727,13 +745,7 @@ async fn ending_the_session_makes_tokens_inactive_and_sends_a_backchannel_logout
         let rp = relying_party(&app, &registered).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let access = tokens.access_token().secret().clone();
         let (_, info) = post_form(
             &app,
@@ -807,6 +819,31 @@ async fn ending_the_session_makes_tokens_inactive_and_sends_a_backchannel_logout
         assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
         assert!(claims.get("nonce").is_none());
         assert!(claims["jti"].is_string());
+
+        // A password change ends the other sessions: their apps hear of it too.
+        let again = app.client();
+        let (code, verifier, _) = authorize(&app, &rp, &again, "ada@example.com", &[]).await;
+        exchange(&rp, code, verifier).await;
+        let response = other
+            .post(app.url("/api/v1/me/password"))
+            .header("x-csrf-token", app.api_csrf(&other).await)
+            .json(&serde_json::json!({"current_password": PASSWORD, "new_password": "a-brand-new-passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        for _ in 0..50 {
+            if received.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            received.lock().unwrap().len(),
+            2,
+            "{}: a logout token per ended session",
+            db.backend
+        );
     }
 }
 
@@ -819,13 +856,7 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_the_client() {
         let rp = relying_party(&app, &registered).await;
         let browser = app.client();
         let (code, verifier, _) = authorize(&app, &rp, &browser, "ada@example.com", &[]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let id_token = tokens.id_token().unwrap().to_string();
         // An unregistered return address is refused with a page.
         let response = browser
@@ -870,13 +901,7 @@ async fn third_party_clients_ask_for_consent_once_and_bearer_tokens_reach_the_ac
         // First time: the consent page (follow() allows it); the activity says so.
         let (code, verifier, _) =
             authorize(&app, &rp, &browser, "ada@example.com", &["account:read"]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         // Second time: straight back, the consent is remembered.
         let (challenge, _) = PkceCodeChallenge::new_random_sha256();
         let (url, _, _) = rp
@@ -989,13 +1014,7 @@ async fn administrators_register_clients_and_users_withdraw_consent() {
         let browser = app.client();
         let (code, verifier, nonce) =
             authorize(&app, &rp, &browser, "ada@example.com", &["account:read"]).await;
-        let tokens = rp
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&http())
-            .await
-            .unwrap();
+        let tokens = exchange(&rp, code, verifier).await;
         let id_token = tokens.id_token().unwrap();
         let verifier = rp.id_token_verifier().set_allowed_algs(vec![
             openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
@@ -1017,13 +1036,43 @@ async fn administrators_register_clients_and_users_withdraw_consent() {
             .await
             .unwrap();
         assert_eq!(consents["consents"][0]["client_name"], "Calendar");
+        // The account page lists it with a button that withdraws it.
+        let page = member
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Calendar"));
+        let response = member
+            .post(app.url(&format!("/account/apps/{id}/revoke")))
+            .form(&[("csrf", hidden_field(&page, "csrf"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let consents: Value = member
+            .get(app.url("/api/v1/me/consents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(consents["consents"].as_array().unwrap().len(), 0);
         let response = member
             .delete(app.url(&format!("/api/v1/me/consents/{id}")))
             .header("x-csrf-token", &member_csrf)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "already withdrawn"
+        );
         assert_eq!(
             userinfo_status(&app, tokens.access_token().secret()).await,
             StatusCode::UNAUTHORIZED

@@ -148,3 +148,6 @@ logout-confirm-text = asks to sign you out of Gotthard on this device.
 logout-confirm-submit = Sign out
 logged-out-title = Signed out
 logged-out-text = You are signed out on this device.
+account-apps = Apps you allowed
+account-app-revoke = Withdraw
+account-no-apps = You have not allowed any app to use your account.

@@ -148,3 +148,6 @@ logout-confirm-text = pide cerrar su sesión de Gotthard en este dispositivo.
 logout-confirm-submit = Cerrar sesión
 logged-out-title = Sesión cerrada
 logged-out-text = Ha cerrado la sesión en este dispositivo.
+account-apps = Aplicaciones autorizadas
+account-app-revoke = Retirar
+account-no-apps = No ha autorizado ninguna aplicación a usar su cuenta.

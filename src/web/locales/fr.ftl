@@ -148,3 +148,6 @@ logout-confirm-text = demande à vous déconnecter de Gotthard sur cet appareil.
 logout-confirm-submit = Se déconnecter
 logged-out-title = Déconnecté
 logged-out-text = Vous êtes déconnecté sur cet appareil.
+account-apps = Applications autorisées
+account-app-revoke = Retirer
+account-no-apps = Vous n'avez autorisé aucune application à utiliser votre compte.
