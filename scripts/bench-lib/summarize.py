@@ -163,6 +163,13 @@ for backend in ["sqlite", "postgres"]:
         f'Resident memory: Gotthard idle {mib(m.get("idle_rss_kib"))}, peak {mib(m.get("peak_rss_kib"))}; '
         f'peer idle {mib(pm.get("idle_rss_kib"))}, peak {mib(pm.get("peak_rss_kib"))}.'
     )
+    if (d / "rss.txt").exists():
+        steps = [line.split() for line in (d / "rss.txt").read_text().splitlines() if len(line.split()) == 3]
+        out.append(
+            "Gotthard after each row, resident / high-water mark: "
+            + ", ".join(f"{n} {mib(r)} / {mib(h)}" for n, r, h in steps)
+            + "."
+        )
 
 out.append("")
 out.append("### The machine in this run")
