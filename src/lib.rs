@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod mail;
 pub mod oidc;
 pub mod ops;
@@ -40,10 +41,11 @@ use crate::accounts::{
 use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::federation::{Federation, UpstreamSecrets};
 use crate::mail::Mailer;
 use crate::oidc::Provider;
 use crate::ops::Metrics;
-use crate::orgs::Orgs;
+use crate::orgs::{Orgs, SsoConnections};
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
@@ -70,6 +72,10 @@ pub struct AppState {
     /// Wakes the back-channel logout sender when a session ends here.
     pub backchannel: Arc<tokio::sync::Notify>,
     pub clock: Clock,
+    /// Organizations' SSO connections (Entra ID tenants).
+    pub sso: SsoConnections,
+    /// The relying party towards those tenants.
+    pub federation: Federation,
 }
 
 impl AppState {
@@ -128,7 +134,18 @@ impl AppState {
             absolute_lifetime: time::Duration::hours(config.sessions.absolute_lifetime_hours),
             touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
         };
+        let secrets = Arc::new(UpstreamSecrets::load_or_create(&config.keys.dir)?);
+        let sso = SsoConnections::new(store.clone(), secrets.clone());
+        let federation = Federation::new(
+            store.clone(),
+            sso.clone(),
+            accounts.clone(),
+            secrets,
+            &config.issuer,
+        )?;
         Ok(Self {
+            sso,
+            federation,
             mailer,
             sessions: Sessions::new(store.clone(), session_policy, mail_context),
             provider: Provider::new(
@@ -328,6 +345,9 @@ async fn maintenance(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
             Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
+        }
+        if let Err(err) = state.federation.prune(state.clock.now()).await {
+            tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
         }
         match state.activity.prune(state.clock.now()).await {
             Ok(0) => {}

@@ -145,6 +145,72 @@ enum OrgCommand {
     },
     /// List organizations.
     List,
+    /// Remove a user from an organization (their SSO sign-in there stops with it).
+    RemoveMember {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// The organization's SSO connection (Microsoft Entra ID).
+    #[command(subcommand)]
+    Sso(SsoCommand),
+}
+
+#[derive(Subcommand)]
+enum SsoCommand {
+    /// Connect the organization to its Entra ID tenant, or change the connection. The client
+    /// secret is read from the first line of standard input (never from the command line).
+    Set {
+        #[arg(long)]
+        org: String,
+        /// The Entra tenant id (a GUID).
+        #[arg(long)]
+        tenant_id: String,
+        /// The application (client) id (a GUID).
+        #[arg(long)]
+        client_id: String,
+        /// Read a new client secret from stdin (required for a new connection; without it
+        /// the stored secret is kept).
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// An e-mail domain the tenant answers for; repeat for several.
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        /// Base URL of the Entra ID cloud (default: the public cloud).
+        #[arg(long)]
+        authority: Option<String>,
+        /// Create an account at an unknown user's first sign-in.
+        #[arg(long)]
+        provision: bool,
+        /// Role of provisioned users: member or admin.
+        #[arg(long, value_parser = parse_role, default_value = "member")]
+        default_role: OrgRole,
+        /// Refuse password sign-in for these domains.
+        #[arg(long)]
+        enforce_sso: bool,
+    },
+    /// Link an existing account (a member) to its Entra identity by object id, without the
+    /// password confirmation a user would give.
+    Link {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// The user's object id (`oid`) in the tenant.
+        #[arg(long)]
+        object_id: String,
+    },
+    /// Show the connection (never the secret).
+    Show {
+        #[arg(long)]
+        org: String,
+    },
+    /// Disconnect the organization from its tenant.
+    Remove {
+        #[arg(long)]
+        org: String,
+    },
 }
 
 fn parse_role(value: &str) -> Result<OrgRole, String> {
@@ -311,6 +377,149 @@ async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
         OrgCommand::List => {
             for org in state.orgs.list().await? {
                 println!("{}\t{}", org.id, org.name);
+            }
+        }
+        OrgCommand::RemoveMember { org, email } => {
+            let found = find_org(&state, &org).await?;
+            let normalized = gotthard::accounts::normalize_email(&email)
+                .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
+            let user = state
+                .store
+                .user_by_email(&normalized)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
+            let client = gotthard::audit::ClientInfo::new("cli", "gotthard org remove-member");
+            if state
+                .orgs
+                .remove_member(found.id, user.id, &client, state.clock.now())
+                .await?
+            {
+                println!("{normalized} is no longer a member of {}", found.name);
+            } else {
+                println!("{normalized} was not a member of {}", found.name);
+            }
+        }
+        OrgCommand::Sso(command) => sso(&state, command).await?,
+    }
+    Ok(())
+}
+
+async fn find_org(state: &AppState, name: &str) -> anyhow::Result<gotthard::orgs::Organization> {
+    state
+        .orgs
+        .by_name(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no organization named `{}`", name.trim()))
+}
+
+async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
+    let client = gotthard::audit::ClientInfo::new("cli", "gotthard org sso");
+    let now = state.clock.now();
+    match command {
+        SsoCommand::Set {
+            org,
+            tenant_id,
+            client_id,
+            client_secret_stdin,
+            domains,
+            authority,
+            provision,
+            default_role,
+            enforce_sso,
+        } => {
+            let found = find_org(state, &org).await?;
+            let client_secret = if client_secret_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the client secret from stdin")?;
+                Some(line.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                None
+            };
+            let settings = gotthard::orgs::SsoSettings {
+                tenant_id,
+                client_id,
+                client_secret,
+                domains,
+                authority,
+                provision,
+                default_role,
+                enforce_sso,
+            };
+            let connection = state
+                .sso
+                .set(
+                    found.id,
+                    settings,
+                    gotthard::orgs::SsoEditor::Operator,
+                    &client,
+                    now,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{} signs in with Entra ID tenant {} for {}",
+                found.name,
+                connection.tenant_id,
+                connection.domains.join(", ")
+            );
+            println!(
+                "register this redirect URI in the Entra application: {}",
+                state.federation.redirect_uri()
+            );
+        }
+        SsoCommand::Link {
+            org,
+            email,
+            object_id,
+        } => {
+            let found = find_org(state, &org).await?;
+            let normalized = gotthard::accounts::normalize_email(&email)
+                .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
+            let user = state
+                .store
+                .user_by_email(&normalized)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
+            state
+                .federation
+                .link_by_operator(found.id, &user, &object_id, &client, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{} now signs in with the SSO of {} (object id {})",
+                user.email,
+                found.name,
+                object_id.trim()
+            );
+        }
+        SsoCommand::Show { org } => {
+            let found = find_org(state, &org).await?;
+            let Some(c) = state.sso.get(found.id).await? else {
+                anyhow::bail!("{} has no SSO connection", found.name);
+            };
+            println!("tenant_id\t{}", c.tenant_id);
+            println!("client_id\t{}", c.client_id);
+            println!("client_secret\t(set, not shown)");
+            println!("domains\t{}", c.domains.join(","));
+            println!("authority\t{}", c.authority);
+            println!("provision\t{}", c.provision);
+            println!("default_role\t{}", c.default_role.as_str());
+            println!("enforce_sso\t{}", c.enforce_sso);
+            println!("redirect_uri\t{}", state.federation.redirect_uri());
+        }
+        SsoCommand::Remove { org } => {
+            let found = find_org(state, &org).await?;
+            if state
+                .sso
+                .remove(found.id, gotthard::orgs::SsoEditor::Operator, &client, now)
+                .await?
+            {
+                println!("{} no longer signs in with SSO", found.name);
+            } else {
+                println!("{} had no SSO connection", found.name);
             }
         }
     }

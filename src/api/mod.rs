@@ -10,6 +10,7 @@ mod me;
 mod problem;
 mod security;
 mod sessions;
+mod sso;
 
 use axum::Json;
 use axum::Router;
@@ -56,7 +57,10 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::create,
         clients::delete,
         clients::consents,
-        clients::revoke_consent
+        clients::revoke_consent,
+        sso::show,
+        sso::update,
+        sso::remove
     ),
     components(schemas(
         Problem,
@@ -80,7 +84,9 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::ClientList,
         clients::ClientCreate,
         clients::ConsentList,
-        crate::oidc::Consent
+        crate::oidc::Consent,
+        sso::SsoPut,
+        sso::SsoView
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -118,6 +124,10 @@ pub fn routes() -> Router<AppState> {
         .route("/me/consents/{client_id}", delete(clients::revoke_consent))
         .route("/clients", get(clients::list).post(clients::create))
         .route("/clients/{id}", delete(clients::delete))
+        .route(
+            "/orgs/{org}/sso",
+            get(sso::show).put(sso::update).delete(sso::remove),
+        )
 }
 
 async fn openapi() -> Response {
@@ -144,8 +154,8 @@ impl Caller {
     /// method needs.
     async fn from_bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Self, ApiError> {
         let now = state.clock.now();
-        let claims = match state.provider.verify_access_token(token, now).await {
-            Ok(claims) => claims,
+        let (claims, user) = match state.provider.verify_access_token(token, now).await {
+            Ok(found) => found,
             Err(crate::oidc::BearerError::Store(e)) => {
                 return Err(ApiError::Internal(e.to_string()));
             }
@@ -166,12 +176,7 @@ impl Caller {
             .as_deref()
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
             .ok_or(ApiError::Unauthorized)?;
-        let user = state
-            .store
-            .user_by_id(user_id)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or(ApiError::Unauthorized)?;
+        let user = user.ok_or(ApiError::Unauthorized)?;
         let session = state
             .store
             .sessions_of_user(user_id)

@@ -22,6 +22,9 @@ pub struct SessionView {
     pub ip: String,
     /// `password` or `sso`.
     pub signed_in_with: String,
+    /// With `sso`: the organization whose Entra ID tenant signed the session in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sso_org_id: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Written at most once per `sessions.touch_interval_secs`.
@@ -39,6 +42,7 @@ impl SessionView {
             user_agent: session.user_agent.clone(),
             ip: session.ip.clone(),
             signed_in_with: session.method.clone(),
+            sso_org_id: session.sso_org_id,
             created_at: session.created_at,
             last_seen_at: session.last_seen_at,
             current: session.id == current,

@@ -47,11 +47,15 @@ pub enum Action {
     TokenReuseDetected,
     ConsentGranted,
     ConsentRevoked,
+    /// An Entra ID identity was linked to the account (SSO).
+    SsoLinked,
+    /// An organization's SSO connection was set or removed (recorded for the admin who did it).
+    SsoChanged,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -69,6 +73,8 @@ impl Action {
         Action::TokenReuseDetected,
         Action::ConsentGranted,
         Action::ConsentRevoked,
+        Action::SsoLinked,
+        Action::SsoChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,8 @@ impl Action {
             Action::TokenReuseDetected => "token.reuse_detected",
             Action::ConsentGranted => "consent.granted",
             Action::ConsentRevoked => "consent.revoked",
+            Action::SsoLinked => "sso.linked",
+            Action::SsoChanged => "sso.changed",
         }
     }
 }

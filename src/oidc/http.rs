@@ -371,11 +371,11 @@ async fn userinfo(
 ) -> Response {
     let result = async {
         let token = bearer_token(&method, &headers, &body)?;
-        let claims = state
+        let (claims, user) = state
             .provider
             .verify_access_token(&token, state.clock.now())
             .await?;
-        Ok::<_, BearerAnswer>(state.provider.userinfo(&claims).await?)
+        Ok::<_, BearerAnswer>(state.provider.userinfo(&claims, user.as_ref())?)
     }
     .await;
     match result {

@@ -138,6 +138,8 @@ pub enum RefreshUse {
 pub struct AccessTokenState {
     pub jti_revoked: bool,
     pub grant: Option<GrantState>,
+    /// The grant's user, fetched in the same query (userinfo and the API need it).
+    pub user: Option<crate::accounts::User>,
 }
 
 /// A remembered consent, with the client's name for the account pages.

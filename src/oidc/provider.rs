@@ -1082,12 +1082,13 @@ impl Provider {
     // ----- token checks: userinfo, introspection, the account API ----------------------
 
     /// Verifies an access token we issued and that it is still live (not revoked, its
-    /// grant not revoked, its session not ended).
+    /// grant not revoked, its session not ended); with it comes its user (none for client
+    /// credentials), read in the same query.
     pub async fn verify_access_token(
         &self,
         token: &str,
         now: OffsetDateTime,
-    ) -> Result<AccessClaims, BearerError> {
+    ) -> Result<(AccessClaims, Option<User>), BearerError> {
         let claims: AccessClaims = claims::verify_own(
             &self.keys,
             &self.issuer,
@@ -1117,26 +1118,22 @@ impl Provider {
                 _ => return Err(BearerError::Revoked),
             }
         }
-        Ok(claims)
+        Ok((claims, state.user))
     }
 
-    /// The userinfo response (OIDC Core 5.3) for a verified token.
-    pub async fn userinfo(&self, claims: &AccessClaims) -> Result<Value, BearerError> {
+    /// The userinfo response (OIDC Core 5.3) for a verified token and its user.
+    pub fn userinfo(
+        &self,
+        claims: &AccessClaims,
+        user: Option<&User>,
+    ) -> Result<Value, BearerError> {
         if !claims.has_scope("openid") {
             return Err(BearerError::InsufficientScope);
         }
-        let user = match Uuid::parse_str(&claims.sub) {
-            Ok(id) => self
-                .store
-                .user_by_id(id)
-                .await
-                .map_err(BearerError::Store)?,
-            Err(_) => None,
-        }
-        .ok_or(BearerError::Revoked)?;
+        let user = user.ok_or(BearerError::Revoked)?;
         let mut body = serde_json::Map::new();
         body.insert("sub".into(), json!(claims.sub));
-        for (name, value) in profile_claims(&user, &claims.scope) {
+        for (name, value) in profile_claims(user, &claims.scope) {
             body.insert(name.into(), value);
         }
         Ok(Value::Object(body))
@@ -1175,7 +1172,7 @@ impl Provider {
             return Ok(body);
         }
         match self.verify_access_token(token, now).await {
-            Ok(c) => {
+            Ok((c, _)) => {
                 let mut body = json!({
                     "active": true,
                     "token_type": "Bearer",

@@ -1,4 +1,6 @@
-//! Organizations and their members' roles.
+//! Organizations, their members' roles, and their SSO connections.
+
+mod sso;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -7,7 +9,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::normalize_email;
+use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
+
+pub use sso::{
+    ENTRA_CLOUDS, MAX_DOMAINS, MAX_SECRET_LEN, PUBLIC_CLOUD, SsoConnection, SsoConnections,
+    SsoEditor, SsoSettings, SsoSettingsError, domain_of,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Organization {
@@ -184,6 +192,37 @@ impl Orgs {
     /// The members of an organization, for its administrators.
     pub async fn members_by_id(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
         self.store.members_of_org(org_id).await
+    }
+
+    /// Removes a member from the organization: their SSO sign-in there stops, and so do the
+    /// sessions it had started. `false` when they were not a member.
+    pub async fn remove_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let event = ActivityEvent::new(
+            Some(user_id),
+            Action::SessionEnded,
+            client,
+            serde_json::json!({ "by": "membership_removed", "org_id": org_id }),
+            now,
+        );
+        Ok(self
+            .store
+            .delete_membership(org_id, user_id, &event)
+            .await?
+            .is_some())
+    }
+
+    pub async fn by_id(&self, org_id: Uuid) -> Result<Option<Organization>, StoreError> {
+        self.store.org_by_id(org_id).await
+    }
+
+    pub async fn by_name(&self, name: &str) -> Result<Option<Organization>, StoreError> {
+        self.store.org_by_name(name.trim()).await
     }
 
     pub async fn list(&self) -> Result<Vec<Organization>, StoreError> {

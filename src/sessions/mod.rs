@@ -123,13 +123,39 @@ impl Sessions {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<(OpaqueToken, Uuid), StoreError> {
+        self.start_with(user, method, None, client, now).await
+    }
+
+    /// Starts the session of an SSO sign-in through `org_id`'s connection: like [`start`]
+    /// (event, login alert), and the session remembers the organization.
+    ///
+    /// [`start`]: Sessions::start
+    pub async fn start_sso(
+        &self,
+        user: &User,
+        org_id: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(OpaqueToken, Uuid), StoreError> {
+        self.start_with(user, SignInMethod::Sso, Some(org_id), client, now)
+            .await
+    }
+
+    async fn start_with(
+        &self,
+        user: &User,
+        method: SignInMethod,
+        sso_org_id: Option<Uuid>,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(OpaqueToken, Uuid), StoreError> {
         let token = OpaqueToken::generate();
         let session = NewSession {
             id: Uuid::now_v7(),
             user_id: user.id,
             token_digest: token.digest(),
             method,
-            sso_org_id: None,
+            sso_org_id,
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             created_at: now,
@@ -138,7 +164,12 @@ impl Sessions {
             Some(user.id),
             Action::LoginSucceeded,
             client,
-            serde_json::json!({ "method": method.as_str(), "session_id": session.id }),
+            match sso_org_id {
+                Some(org) => serde_json::json!({
+                    "method": method.as_str(), "session_id": session.id, "org_id": org
+                }),
+                None => serde_json::json!({ "method": method.as_str(), "session_id": session.id }),
+            },
             now,
         );
         // The owner's login alert, when they asked for one, goes with the session.

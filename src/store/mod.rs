@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use crate::accounts::{NewUser, SecuritySettings, SetupToken, UnlockToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
+use crate::federation::{FederatedIdentity, PendingLink, SsoFlow};
 use crate::mail::{NewMail, OutboxMail};
-use crate::orgs::{Member, Membership, OrgRole, Organization};
+use crate::orgs::{Member, Membership, OrgRole, Organization, SsoConnection};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 
@@ -55,7 +56,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: OidcStore + Send + Sync {
+pub trait Store: OidcStore + SsoStore + Send + Sync {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<(), StoreError>;
     /// A cheap round trip, for `/readyz`.
@@ -266,6 +267,67 @@ pub trait Store: OidcStore + Send + Sync {
         user: &NewUser,
         event: &ActivityEvent,
     ) -> Result<User, StoreError>;
+}
+
+/// Sign in with SSO (issue 7): connections, flow state, linked identities.
+#[async_trait]
+pub trait SsoStore: Send + Sync {
+    async fn org_by_id(&self, id: Uuid) -> Result<Option<Organization>, StoreError>;
+    /// Removes a membership and ends the member's sessions signed in through the
+    /// organization's SSO (writing `event` when some ended), in one transaction; `None` when
+    /// there was no such membership, else how many sessions ended.
+    async fn delete_membership(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        event: &ActivityEvent,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Creates or replaces an organization's connection and its domains, in one transaction;
+    /// [`StoreError::Conflict`] when a domain belongs to another organization.
+    async fn put_sso_connection(&self, connection: &SsoConnection) -> Result<(), StoreError>;
+    async fn sso_connection(&self, org_id: Uuid) -> Result<Option<SsoConnection>, StoreError>;
+    async fn sso_connection_for_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Option<SsoConnection>, StoreError>;
+    async fn delete_sso_connection(&self, org_id: Uuid) -> Result<bool, StoreError>;
+    async fn insert_sso_flow(&self, flow: &SsoFlow) -> Result<(), StoreError>;
+    /// Deletes and returns the flow of this state digest: a state works once.
+    async fn take_sso_flow(&self, state: &TokenDigest) -> Result<Option<SsoFlow>, StoreError>;
+    async fn federated_identity(
+        &self,
+        tenant_id: &str,
+        object_id: &str,
+    ) -> Result<Option<FederatedIdentity>, StoreError>;
+    /// The first SSO sign-in of a provisioned user: the account, its link, its membership and
+    /// the event, in one transaction ([`StoreError::Conflict`] if the address was taken).
+    async fn provision_sso_user(
+        &self,
+        user: &NewUser,
+        identity: &FederatedIdentity,
+        membership: &Membership,
+        event: &ActivityEvent,
+    ) -> Result<User, StoreError>;
+    async fn insert_pending_link(&self, link: &PendingLink) -> Result<(), StoreError>;
+    async fn pending_link(&self, token: &TokenDigest) -> Result<Option<PendingLink>, StoreError>;
+    /// Uses the pending link (once) and records the identity (and the membership, when
+    /// given) with the event; `false` when the link was already used.
+    async fn complete_link(
+        &self,
+        token: &TokenDigest,
+        identity: &FederatedIdentity,
+        membership: Option<&Membership>,
+        event: &ActivityEvent,
+    ) -> Result<bool, StoreError>;
+    /// Records a link made by an operator, with the event ([`StoreError::Conflict`] when the
+    /// identity is linked already).
+    async fn insert_federated_identity(
+        &self,
+        identity: &FederatedIdentity,
+        event: &ActivityEvent,
+    ) -> Result<(), StoreError>;
+    /// Deletes flows and pending links that expired before `before`; returns how many.
+    async fn prune_sso_state(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`).

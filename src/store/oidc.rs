@@ -1,10 +1,14 @@
 //! The OIDC provider's persistence, written once for both backends like `sql.rs`.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::sql::USER_COLUMNS;
 use super::{PostgresStore, SqliteStore, StoreError};
+use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
@@ -109,6 +113,26 @@ const GRANT_STATE: &str = "SELECT g.id, g.client_id, g.user_id, g.session_id, g.
      g.auth_time, g.revoked_at, s.method AS s_method, s.created_at AS s_created_at, \
      s.last_seen_at AS s_last_seen_at \
      FROM oauth_grants g LEFT JOIN sessions s ON s.id = g.session_id AND s.ended_at IS NULL";
+
+/// The liveness of an access token and its user in one statement (see `access_token_state`).
+static ACCESS_TOKEN_STATE: LazyLock<String> = LazyLock::new(|| {
+    let user_columns: Vec<String> = USER_COLUMNS
+        .split(',')
+        .map(|c| format!("u.{}", c.trim()))
+        .collect();
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM oauth_revoked_jti WHERE jti = $1) AS jti_revoked, \
+         g.id AS g_id, g.client_id AS g_client_id, g.user_id AS g_user_id, \
+         g.session_id AS g_session_id, g.scope AS g_scope, g.auth_time AS g_auth_time, \
+         g.revoked_at AS g_revoked_at, s.method AS s_method, s.created_at AS s_created_at, \
+         s.last_seen_at AS s_last_seen_at, {} \
+         FROM (SELECT 1 AS one) o \
+         LEFT JOIN oauth_grants g ON g.id = $2 \
+         LEFT JOIN sessions s ON s.id = g.session_id AND s.ended_at IS NULL \
+         LEFT JOIN users u ON u.id = g.user_id",
+        user_columns.join(", ")
+    )
+});
 
 #[derive(sqlx::FromRow)]
 struct ClientRow {
@@ -553,17 +577,42 @@ macro_rules! oidc_store {
                 jti: &str,
                 grant_id: Option<Uuid>,
             ) -> Result<AccessTokenState, StoreError> {
-                let (jti_revoked,): (bool,) = sqlx::query_as(
-                    "SELECT EXISTS (SELECT 1 FROM oauth_revoked_jti WHERE jti = $1)",
-                )
-                .bind(jti)
-                .fetch_one(&self.pool)
-                .await?;
-                let grant = match grant_id {
-                    Some(id) => self.grant(id).await?,
+                use sqlx::{FromRow, Row};
+                // One round trip for every bearer request: the jti, the grant, its session
+                // and its user.
+                let row = sqlx::query(&ACCESS_TOKEN_STATE)
+                    .bind(jti)
+                    .bind(grant_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let jti_revoked: bool = row.try_get("jti_revoked")?;
+                let grant = match row.try_get::<Option<Uuid>, _>("g_id")? {
+                    Some(id) => Some(
+                        GrantRow {
+                            id,
+                            client_id: row.try_get("g_client_id")?,
+                            user_id: row.try_get("g_user_id")?,
+                            session_id: row.try_get("g_session_id")?,
+                            scope: row.try_get("g_scope")?,
+                            auth_time: row.try_get("g_auth_time")?,
+                            revoked_at: row.try_get("g_revoked_at")?,
+                            s_method: row.try_get("s_method")?,
+                            s_created_at: row.try_get("s_created_at")?,
+                            s_last_seen_at: row.try_get("s_last_seen_at")?,
+                        }
+                        .into_state(),
+                    ),
                     None => None,
                 };
-                Ok(AccessTokenState { jti_revoked, grant })
+                let user = match row.try_get::<Option<Uuid>, _>("id")? {
+                    Some(_) => Some(User::from_row(&row)?),
+                    None => None,
+                };
+                Ok(AccessTokenState {
+                    jti_revoked,
+                    grant,
+                    user,
+                })
             }
 
             async fn remember_jti(

@@ -37,7 +37,7 @@ impl Keyring {
     }
 }
 
-fn load_or_create_secret(path: &PathBuf) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn load_or_create_secret(path: &PathBuf) -> anyhow::Result<[u8; 32]> {
     if path.exists() {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read key {}", path.display()))?;

@@ -4,6 +4,7 @@ mod keyring;
 pub mod signing;
 
 pub use keyring::Keyring;
+pub(crate) use keyring::load_or_create_secret;
 pub use signing::{SigningAlg, SigningKey, SigningKeys};
 
 use base64::Engine;

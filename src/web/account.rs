@@ -55,10 +55,11 @@ pub async fn page(
         })
         .collect();
     let tr = &page.tr;
+    let org_names = sso_org_names(&state, std::slice::from_ref(session)).await?;
     let session_line = tr.t_with(
         "account-session-method",
         &[
-            ("method", session.method.clone()),
+            ("method", method_label(tr, session, &org_names)),
             ("ip", session.ip.clone()),
             (
                 "time",
@@ -132,6 +133,7 @@ pub async fn sessions(
         .list(signed_in.user.id, state.clock.now())
         .await?;
     let others = list.iter().any(|s| s.id != signed_in.session.id);
+    let org_names = sso_org_names(&state, &list).await?;
     let sessions: Vec<_> = list
         .iter()
         .map(|s| {
@@ -142,7 +144,7 @@ pub async fn sessions(
                 device => format!("{} · {}", device.summary(), device.category),
                 details => tr.t_with("sessions-details", &[
                     ("ip", s.ip.clone()),
-                    ("method", s.method.clone()),
+                    ("method", method_label(tr, s, &org_names)),
                     ("created", s.created_at.format(&Rfc3339).unwrap_or_default()),
                     ("seen", s.last_seen_at.format(&Rfc3339).unwrap_or_default()),
                 ]),
@@ -300,4 +302,32 @@ fn link_query(query: &ActivityQuery, cursor: Option<String>) -> String {
         .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
         .collect();
     serde_urlencoded::to_string(present).unwrap_or_default()
+}
+
+/// The names of the organizations whose SSO signed these sessions in.
+async fn sso_org_names(
+    state: &AppState,
+    sessions: &[crate::sessions::Session],
+) -> Result<std::collections::HashMap<uuid::Uuid, String>, WebError> {
+    let mut names = std::collections::HashMap::new();
+    for org_id in sessions.iter().filter_map(|s| s.sso_org_id) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(org_id)
+            && let Some(org) = state.orgs.by_id(org_id).await?
+        {
+            entry.insert(org.name);
+        }
+    }
+    Ok(names)
+}
+
+/// "password", or "SSO: <organization>" for a session signed in through an organization.
+fn method_label(
+    tr: &crate::web::Translator,
+    session: &crate::sessions::Session,
+    org_names: &std::collections::HashMap<uuid::Uuid, String>,
+) -> String {
+    match session.sso_org_id.and_then(|id| org_names.get(&id)) {
+        Some(org) => tr.t_with("sessions-method-sso", &[("org", org.clone())]),
+        None => session.method.clone(),
+    }
 }

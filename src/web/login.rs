@@ -86,9 +86,42 @@ fn render_form(
     let html = state.pages.render(
         "login.html",
         &page.tr,
-        context! { csrf => token, email => email, error => error, next => next },
+        context! {
+            csrf => token, email => email, error => error, next => next,
+            sso_href => super::sso::sso_href("", next),
+        },
     )?;
     let mut response = (status, jar, Html(html)).into_response();
+    if let Some(flow) = flow {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, flow.csp);
+    }
+    Ok(response)
+}
+
+/// The password form again, saying that this address signs in with SSO only, with the SSO
+/// button already carrying the address.
+fn render_sso_required(
+    state: &AppState,
+    page: PageContext,
+    email: &str,
+    flow: Option<OidcFlow>,
+) -> Result<Response, WebError> {
+    let (jar, token) = page.csrf_token(state, "");
+    let next = flow.as_ref().map(|f| f.next.as_str()).unwrap_or("");
+    let html = state.pages.render(
+        "login.html",
+        &page.tr,
+        context! {
+            csrf => token,
+            email => email,
+            error => page.tr.t("login-sso-required"),
+            next => next,
+            sso_href => super::sso::sso_href(email, next),
+        },
+    )?;
+    let mut response = (StatusCode::FORBIDDEN, jar, Html(html)).into_response();
     if let Some(flow) = flow {
         response
             .headers_mut()
@@ -127,6 +160,14 @@ pub async fn submit(
         );
     }
     let now = state.clock.now();
+    if state
+        .federation
+        .password_refused(&form.email, &page.client, now)
+        .await?
+    {
+        state.metrics.login(LoginOutcome::WrongCredentials);
+        return render_sso_required(&state, page, form.email.trim(), flow);
+    }
     let checked = state
         .accounts
         .check_password(&form.email, &form.password, &page.client, now)

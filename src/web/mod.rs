@@ -10,6 +10,8 @@ mod members;
 pub mod rate_limit;
 mod security;
 mod setup;
+mod sso;
+mod sso_admin;
 mod unlock;
 
 use std::net::SocketAddr;
@@ -56,6 +58,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("security.html", include_str!("templates/security.html")),
     ("members.html", include_str!("templates/members.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("sso.html", include_str!("templates/sso.html")),
+    (
+        "sso_redirect.html",
+        include_str!("templates/sso_redirect.html"),
+    ),
+    ("sso_error.html", include_str!("templates/sso_error.html")),
+    ("sso_link.html", include_str!("templates/sso_link.html")),
+    ("sso_admin.html", include_str!("templates/sso_admin.html")),
 ];
 const STYLESHEET: &str = include_str!("static/gotthard.css");
 
@@ -122,6 +132,17 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(account::end_session),
         )
         .route("/static/gotthard.css", get(stylesheet))
+        .route("/login/sso", get(sso::form).post(sso::begin))
+        .route("/login/sso/callback", get(sso::callback))
+        .route("/login/sso/link", axum::routing::post(sso::link))
+        .route(
+            "/account/orgs/{org}/sso",
+            get(sso_admin::page).post(sso_admin::save),
+        )
+        .route(
+            "/account/orgs/{org}/sso/remove",
+            axum::routing::post(sso_admin::remove),
+        )
 }
 
 async fn stylesheet() -> Response {

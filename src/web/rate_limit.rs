@@ -19,8 +19,15 @@ use crate::config::RateLimitConfig;
 use crate::error::WebError;
 use crate::store::cache::SharedCache;
 
-/// The form posts that check passwords or send mail.
-const LIMITED: [&str; 4] = ["/login", "/unlock", "/unlock/confirm", "/setup"];
+/// The form posts that check passwords, send mail, or start a round trip to Entra ID.
+const LIMITED: [&str; 6] = [
+    "/login",
+    "/unlock",
+    "/unlock/confirm",
+    "/setup",
+    "/login/sso",
+    "/login/sso/link",
+];
 
 pub struct RateLimits {
     sign_in: DefaultKeyedRateLimiter<IpAddr>,

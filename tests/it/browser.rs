@@ -222,3 +222,63 @@ async fn a_device_signed_out_from_another_is_signed_out_on_reload() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn sign_in_with_sso_through_the_entra_double_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let db = sqlite_db();
+    let entra = crate::entra::Entra::start().await;
+    let app = TestApp::start(&db).await;
+    let now = app.state.clock.now();
+    let org = app.state.orgs.create("Contoso", now).await.unwrap();
+    let settings = gotthard::orgs::SsoSettings {
+        tenant_id: entra.tenant.clone(),
+        client_id: entra.client_id.clone(),
+        client_secret: Some(entra.client_secret.clone()),
+        domains: vec!["contoso.example".into()],
+        authority: Some(entra.base.clone()),
+        provision: true,
+        default_role: gotthard::orgs::OrgRole::Member,
+        enforce_sso: false,
+    };
+    let client = gotthard::audit::ClientInfo::new("test", "");
+    app.state
+        .sso
+        .set(
+            org.id,
+            settings,
+            gotthard::orgs::SsoEditor::Operator,
+            &client,
+            now,
+        )
+        .await
+        .unwrap();
+    entra.add_user("ada@contoso.example", Some("ada@contoso.example"), "Ada");
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, profile.path()).await;
+
+    b.goto(&app.url("/login")).await.unwrap();
+    submit_and_wait(&b, "sso-button", "sso-email").await;
+    type_into(&b, "sso-email", "ada@contoso.example").await;
+    // The hop page refreshes to the tenant's sign-in page by itself.
+    submit_and_wait(&b, "sso-submit", "entra-submit").await;
+    let at_entra = b.current_url().await.unwrap();
+    assert_eq!(
+        at_entra.path(),
+        format!("/{}/oauth2/v2.0/authorize", entra.tenant)
+    );
+    let hinted = b
+        .find(Locator::Id("entra-username"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(hinted.as_deref(), Some("ada@contoso.example"));
+    submit_and_wait(&b, "entra-submit", "account-email").await;
+    assert_eq!(b.current_url().await.unwrap().path(), "/account");
+    assert_eq!(text(&b, "account-email").await, "ada@contoso.example");
+    b.close().await.unwrap();
+}

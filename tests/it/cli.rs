@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support::{PASSWORD, TestDb, databases};
 
-fn gotthard(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn gotthard(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gotthard"))
         .args(args)
         .env("GOTTHARD_DATA_DIR", db.dir.path().join("data"))
@@ -29,11 +29,11 @@ fn gotthard(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
 }
 

@@ -3,6 +3,7 @@
 mod activity;
 mod browser;
 mod cli;
+mod entra;
 mod lockout;
 mod login;
 mod me;
@@ -12,5 +13,6 @@ mod redis;
 mod sessions;
 mod setup;
 mod smtp;
+mod sso;
 mod store;
 mod support;

@@ -1,0 +1,231 @@
+//! Sign in with SSO, the relying-party side towards Microsoft Entra ID: home-realm discovery
+//! by e-mail domain, the authorization code flow (state, nonce, PKCE) through the
+//! `openidconnect` crate, the full ID-token validation, and the account an Entra identity
+//! signs in to — linked by the stable (`tid`, `oid`) pair, never by a mutable e-mail claim.
+
+mod entra;
+mod link;
+mod secret;
+mod signin;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::{AuthType, ClientId, ClientSecret, PkceCodeVerifier, RedirectUrl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use entra::{Discovery, EntraClaims, LEEWAY};
+pub use link::{LinkError, OperatorLinkError};
+pub use secret::{SecretUnreadable, UpstreamSecrets};
+
+use crate::accounts::{Accounts, User};
+use crate::orgs::{SsoConnection, SsoConnections};
+use crate::store::{Store, StoreError};
+use crate::tokens::{OpaqueToken, TokenDigest};
+
+/// A sign-in sent to Entra ID must come back within this time (issue 7).
+pub const FLOW_TTL: time::Duration = time::Duration::minutes(10);
+/// The password that proves ownership of an existing account must follow within this time.
+pub const LINK_TTL: time::Duration = time::Duration::minutes(10);
+/// Where Entra ID sends the browser back: `{issuer}` + this path.
+pub const CALLBACK_PATH: &str = "/login/sso/callback";
+
+/// The state of a sign-in on its way through Entra ID (stored; single-use).
+#[derive(Debug, Clone)]
+pub struct SsoFlow {
+    pub state: TokenDigest,
+    pub org_id: Uuid,
+    /// Digest of the CSRF cookie of the browser that began it: the answer must come back to
+    /// the same browser (no login CSRF with someone else's callback URL).
+    pub browser: TokenDigest,
+    pub nonce: String,
+    /// The authorization request (of a relying app) to resume once signed in.
+    pub next: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An Entra identity linked to an account.
+#[derive(Debug, Clone)]
+pub struct FederatedIdentity {
+    pub tenant_id: String,
+    pub object_id: String,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub created_at: OffsetDateTime,
+}
+
+/// An identity waiting for the owner of an existing account to confirm with its password.
+#[derive(Debug, Clone)]
+pub struct PendingLink {
+    pub token: TokenDigest,
+    pub browser: TokenDigest,
+    pub tenant_id: String,
+    pub object_id: String,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub next: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why a sign-in cannot begin.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error("not an e-mail address")]
+    InvalidEmail,
+    /// No organization signs in with SSO for this domain.
+    #[error("no SSO for this domain")]
+    UnknownDomain,
+    /// The tenant's discovery document could not be had.
+    #[error("upstream: {0}")]
+    Upstream(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the answer of Entra ID was, as the callback received it.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct Callback {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Where a callback leads.
+#[derive(Debug)]
+pub enum Finished {
+    /// Start a session for this user, signed in through this organization, then go on to
+    /// `next` (a relying app's authorization request) if the sign-in began with one.
+    SignedIn {
+        user: User,
+        org_id: Uuid,
+        next: Option<String>,
+    },
+    /// The address belongs to an existing account: its owner types the password once.
+    LinkNeeded {
+        token: OpaqueToken,
+        email: String,
+        org_name: String,
+        next: Option<String>,
+    },
+}
+
+/// Why an SSO sign-in is refused. Each is recorded as a `login.failed` event with its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Unknown, used, expired, or begun in another browser.
+    #[error("the sign-in state is unusable")]
+    StateUnusable,
+    /// Entra ID answered with an error (`AADSTS…`).
+    #[error("Entra ID error {error}")]
+    Upstream { error: String, description: String },
+    /// The code exchange failed or the ID token did not pass validation; the reason says why.
+    #[error("token refused: {0}")]
+    Token(&'static str),
+    /// The organization's connection was removed meanwhile.
+    #[error("no SSO connection")]
+    NoConnection,
+    /// The token's address is not in the organization's domains (no account is made from it).
+    #[error("address outside the organization's domains")]
+    AddressOutsideDomains,
+    /// An unknown identity, and the organization does not provision accounts.
+    #[error("no account for this identity")]
+    NoAccount,
+    /// The account is not (or no longer) a member of the organization.
+    #[error("not a member of the organization")]
+    NotMember,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    fn reason(&self) -> String {
+        match self {
+            Refusal::StateUnusable => "sso_state_unusable".into(),
+            Refusal::Upstream { .. } => "sso_upstream_error".into(),
+            Refusal::Token(why) => format!("sso_token_{why}"),
+            Refusal::NoConnection => "sso_no_connection".into(),
+            Refusal::AddressOutsideDomains => "sso_address_outside_domains".into(),
+            Refusal::NoAccount => "sso_no_account".into(),
+            Refusal::NotMember => "sso_not_member".into(),
+            Refusal::Store(_) => "sso_internal".into(),
+        }
+    }
+}
+
+/// The relying party towards every organization's Entra ID tenant.
+#[derive(Clone)]
+pub struct Federation {
+    store: Arc<dyn Store>,
+    connections: SsoConnections,
+    accounts: Accounts,
+    secrets: Arc<UpstreamSecrets>,
+    discovery: Discovery,
+    redirect_uri: String,
+}
+
+impl Federation {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connections: SsoConnections,
+        accounts: Accounts,
+        secrets: Arc<UpstreamSecrets>,
+        issuer: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            store,
+            connections,
+            accounts,
+            secrets,
+            discovery: Discovery::new()?,
+            redirect_uri: format!("{issuer}{CALLBACK_PATH}"),
+        })
+    }
+
+    /// The redirect URI to register in the Entra application.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Deletes expired flows and pending links.
+    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.store.prune_sso_state(now).await
+    }
+
+    fn client(
+        &self,
+        connection: &SsoConnection,
+        metadata: openidconnect::core::CoreProviderMetadata,
+        secret: Option<String>,
+    ) -> Result<entra::EntraClient, BeginError> {
+        let redirect = RedirectUrl::new(self.redirect_uri.clone())
+            .map_err(|e| BeginError::Upstream(format!("redirect URI: {e}")))?;
+        Ok(entra::EntraClient::from_provider_metadata(
+            metadata,
+            ClientId::new(connection.client_id.clone()),
+            secret.map(ClientSecret::new),
+        )
+        // Entra's documented form: the secret in the request body.
+        .set_auth_type(AuthType::RequestBody)
+        .set_redirect_uri(redirect))
+    }
+
+    /// The PKCE verifier of a flow, derived from its state under `keys/sso.key` so that it is
+    /// never stored (RFC 7636 §4.1: 43 characters of base64url).
+    fn pkce_verifier(&self, state: &OpaqueToken) -> PkceCodeVerifier {
+        let derived = self
+            .secrets
+            .derive(&[b"pkce-v1", state.as_str().as_bytes()]);
+        PkceCodeVerifier::new(URL_SAFE_NO_PAD.encode(derived))
+    }
+}
+
+fn browser_digest(cookie: &str) -> TokenDigest {
+    OpaqueToken::from_client(cookie)
+        .map(|t| t.digest())
+        .unwrap_or(TokenDigest([0; 32]))
+}
