@@ -64,6 +64,15 @@ def cells(r):
     return [rps, f'{r["p50_ms"]:.2f}', f'{r["p99_ms"]:.2f}', errors(r)]
 
 
+def cpu_us(d, name, r):
+    """Server CPU time per answered request (µs): a figure that the load generator's share of
+    the same cores distorts less than requests/s."""
+    c = load(d / f"{name}.cpu.json")
+    if not c or not usable(r) or not r["rps"]:
+        return "–"
+    return f'{c["server_cpu_pct"] / 100 / r["rps"] * 1e6:.0f}'
+
+
 def usable(r):
     return r is not None and "skipped" not in r and r.get("requests")
 
@@ -102,8 +111,8 @@ for backend in ["sqlite", "postgres"]:
     out.append("")
     out.append(f"### Gotthard on {title} vs. the peer")
     out.append("")
-    out.append("| endpoint | Gotthard req/s | p50 ms | p99 ms | errors | peer req/s | p50 ms | p99 ms | errors | ratio req/s | p99 lower |")
-    out.append("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | :---: |")
+    out.append("| endpoint | Gotthard req/s | p50 ms | p99 ms | errors | CPU µs/req | peer req/s | p50 ms | p99 ms | errors | CPU µs/req | ratio req/s | p99 lower |")
+    out.append("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | :---: |")
     for g_name, label, p_name in ROWS:
         g = load(d / f"{g_name}.json")
         p = load(peer_dir / f"{p_name}.json")
@@ -113,8 +122,12 @@ for backend in ["sqlite", "postgres"]:
         if usable(g) and usable(p) and ok_rps(p) > 0:
             ratio = f"{ok_rps(g) / ok_rps(p):.2f}×"
             lower = "yes" if g["p99_ms"] < p["p99_ms"] else "no"
-        g_cells = cells(g) if p_name != "token_client_credentials_opaque" else ["″", "″", "″", "″"]
-        out.append("| " + " | ".join([label, *g_cells, *cells(p), ratio, lower]) + " |")
+        if p_name == "token_client_credentials_opaque":
+            g_cells = ["″"] * 5
+        else:
+            g_cells = [*cells(g), cpu_us(d, g_name, g)]
+        p_cells = [*cells(p), cpu_us(peer_dir, p_name, p)]
+        out.append("| " + " | ".join([label, *g_cells, *p_cells, ratio, lower]) + " |")
 
     notes = []
     base = load(d / "baseline.json")
