@@ -154,6 +154,8 @@ impl AppState {
                 &config.issuer,
                 config.oidc.clone(),
                 session_policy,
+                // Without Redis, Gotthard runs as one instance (DESIGN: Scaling out).
+                config.redis.url.is_empty(),
             ),
             backchannel: Arc::new(tokio::sync::Notify::new()),
             activity: ActivityLog::new(

@@ -2,7 +2,7 @@
 //! grants of the token endpoint, token checks, introspection, revocation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -142,9 +142,33 @@ pub enum AuthorizeStep {
     Issue,
 }
 
+/// Bearer checks remembered by this instance: verified signatures (facts that never change)
+/// and, on a single instance, the liveness of tokens until the next revocation anywhere in
+/// the process (`store::revocation_epoch`). With Redis (several instances) liveness is
+/// always read from the database, as a revocation may happen on another instance.
+struct TokenChecks {
+    verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
+    live: Option<Mutex<HashMap<String, (u64, AccessTokenState)>>>,
+}
+
+/// Entries kept per cache; a full cache starts over (tokens live minutes).
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+impl TokenChecks {
+    fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+        if let Ok(mut map) = map.lock() {
+            if map.len() >= TOKEN_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(key, value);
+        }
+    }
+}
+
 /// The provider service.
 #[derive(Clone)]
 pub struct Provider {
+    checks: Arc<TokenChecks>,
     store: Arc<dyn Store>,
     keys: Arc<SigningKeys>,
     issuer: String,
@@ -161,6 +185,7 @@ impl Provider {
         issuer: &str,
         config: OidcConfig,
         sessions: SessionPolicy,
+        single_instance: bool,
     ) -> Self {
         let issuer = issuer.trim_end_matches('/').to_string();
         let mut metadata = discovery_document(&issuer);
@@ -171,6 +196,10 @@ impl Provider {
         }
         let authorization_server = serde_json::to_vec(&metadata).unwrap_or_default().into();
         Self {
+            checks: Arc::new(TokenChecks {
+                verified: Mutex::default(),
+                live: single_instance.then(Mutex::default),
+            }),
             store,
             keys,
             issuer,
@@ -823,18 +852,13 @@ impl Provider {
             .get("refresh_token")
             .and_then(|c| OpaqueToken::from_client(c))
             .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
-        // A token of another client is refused without touching it (RFC 6749 §6).
         let digest = token.digest();
-        match self.store.refresh_token_grant(&digest, now).await? {
-            Some(g) if g.client_id != client.id => {
-                return Err(OAuthError::invalid_grant(
-                    "unknown or expired refresh token",
-                ));
-            }
-            _ => {}
-        }
         let grace = time::Duration::seconds(self.config.refresh_grace_secs);
-        let grant = match self.store.use_refresh_token(&digest, now, grace).await? {
+        let grant = match self
+            .store
+            .use_refresh_token(&digest, &client.id, now, grace)
+            .await?
+        {
             RefreshUse::Rotated(grant) if grant.client_id == client.id => grant,
             RefreshUse::Reused(grant) => {
                 let event = ActivityEvent::new(
@@ -1089,26 +1113,60 @@ impl Provider {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(AccessClaims, Option<User>), BearerError> {
-        let claims: AccessClaims = claims::verify_own(
-            &self.keys,
-            &self.issuer,
-            token,
-            Some("at+jwt"),
-            Some(&self.issuer),
-            Some(now),
-        )
-        .map_err(BearerError::Invalid)?;
+        let digest = sha256(token);
+        let cached = self
+            .checks
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned());
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims: AccessClaims = claims::verify_own(
+                    &self.keys,
+                    &self.issuer,
+                    token,
+                    Some("at+jwt"),
+                    Some(&self.issuer),
+                    Some(now),
+                )
+                .map_err(BearerError::Invalid)?;
+                TokenChecks::remember(&self.checks.verified, digest, claims.clone());
+                claims
+            }
+        };
+        if claims.exp <= now.unix_timestamp() {
+            return Err(BearerError::Invalid(JwtRefused::Expired));
+        }
         let grant_id = match &claims.gid {
             Some(gid) => Some(
                 Uuid::parse_str(gid).map_err(|_| BearerError::Invalid(JwtRefused::Malformed))?,
             ),
             None => None,
         };
-        let state = self
-            .store
-            .access_token_state(&claims.jti, grant_id)
-            .await
-            .map_err(BearerError::Store)?;
+        // The epoch is read before the database: a revocation committed meanwhile moves it
+        // and voids what is cached here.
+        let epoch = crate::store::revocation_epoch();
+        let remembered = self.checks.live.as_ref().and_then(|live| {
+            let live = live.lock().ok()?;
+            let (at, state) = live.get(&claims.jti)?;
+            (*at == epoch).then(|| state.clone())
+        });
+        let state = match remembered {
+            Some(state) => state,
+            None => {
+                let state = self
+                    .store
+                    .access_token_state(&claims.jti, grant_id)
+                    .await
+                    .map_err(BearerError::Store)?;
+                if let Some(live) = &self.checks.live {
+                    TokenChecks::remember(live, claims.jti.clone(), (epoch, state.clone()));
+                }
+                state
+            }
+        };
         if state.jti_revoked {
             return Err(BearerError::Revoked);
         }

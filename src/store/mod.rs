@@ -24,6 +24,20 @@ use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 
 pub use oidc::OidcStore;
+
+/// Counts the writes that can make a live token dead or change what it shows (a session
+/// ended, a grant or jti revoked, a client deleted, a profile changed). Caches of token
+/// checks remember the count they were filled at and are void once it moves; it moves
+/// after the commit, so a reader never caches a state older than the count it saw.
+static REVOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn revocation_epoch() -> u64 {
+    REVOCATIONS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+pub(crate) fn note_revocation() {
+    REVOCATIONS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
 pub use sql::{PostgresStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::USER_COLUMNS;
+use super::sql::{INSERT_EVENT, USER_COLUMNS, bind_event};
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::accounts::User;
 use crate::audit::ActivityEvent;
@@ -46,9 +46,12 @@ pub trait OidcStore: Send + Sync {
         refresh: Option<&NewRefreshToken>,
         event: &ActivityEvent,
     ) -> Result<(), StoreError>;
+    /// Rotates a refresh token of `client_id`; a token of another client is left untouched
+    /// (RFC 6749 §6) and unusable.
     async fn use_refresh_token(
         &self,
         digest: &TokenDigest,
+        client_id: &str,
         now: OffsetDateTime,
         grace: time::Duration,
     ) -> Result<RefreshUse, StoreError>;
@@ -382,12 +385,14 @@ macro_rules! oidc_store {
             }
 
             async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-                Ok(sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+                let deleted = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
                     .bind(id)
                     .execute(&self.pool)
                     .await?
                     .rows_affected()
-                    == 1)
+                    == 1;
+                super::note_revocation();
+                Ok(deleted)
             }
 
             async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
@@ -462,6 +467,7 @@ macro_rules! oidc_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(CodeRedemption::Replayed(code.into_code()))
             }
 
@@ -483,6 +489,7 @@ macro_rules! oidc_store {
                 let mut tx = self.pool.begin().await?;
                 let revoked = Self::revoke_grant_in(&mut tx, id, reason, now).await?;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(revoked)
             }
 
@@ -491,8 +498,15 @@ macro_rules! oidc_store {
                 refresh: Option<&NewRefreshToken>,
                 event: &ActivityEvent,
             ) -> Result<(), StoreError> {
+                let Some(r) = refresh else {
+                    // One statement needs no explicit transaction (one round trip, not three).
+                    bind_event(sqlx::query(INSERT_EVENT), event)
+                        .execute(&self.pool)
+                        .await?;
+                    return Ok(());
+                };
                 let mut tx = self.pool.begin().await?;
-                if let Some(r) = refresh {
+                {
                     sqlx::query(
                         "INSERT INTO oauth_refresh_tokens (token_hash, grant_id, created_at, \
                          expires_at) VALUES ($1, $2, $3, $4)",
@@ -512,6 +526,7 @@ macro_rules! oidc_store {
             async fn use_refresh_token(
                 &self,
                 digest: &TokenDigest,
+                client_id: &str,
                 now: OffsetDateTime,
                 grace: time::Duration,
             ) -> Result<RefreshUse, StoreError> {
@@ -519,10 +534,12 @@ macro_rules! oidc_store {
                 let rotated: Option<(Uuid,)> = sqlx::query_as(
                     "UPDATE oauth_refresh_tokens SET rotated_at = $1 \
                      WHERE token_hash = $2 AND rotated_at IS NULL AND expires_at > $1 \
+                     AND grant_id IN (SELECT id FROM oauth_grants WHERE client_id = $3) \
                      RETURNING grant_id",
                 )
                 .bind(now)
                 .bind(digest.as_bytes())
+                .bind(client_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some((grant_id,)) = rotated {
@@ -532,10 +549,12 @@ macro_rules! oidc_store {
                 }
                 let used: Option<(Uuid, Option<OffsetDateTime>, OffsetDateTime)> =
                     sqlx::query_as(
-                        "SELECT grant_id, rotated_at, expires_at FROM oauth_refresh_tokens \
-                         WHERE token_hash = $1",
+                        "SELECT r.grant_id, r.rotated_at, r.expires_at \
+                         FROM oauth_refresh_tokens r JOIN oauth_grants g ON g.id = r.grant_id \
+                         WHERE r.token_hash = $1 AND g.client_id = $2",
                     )
                     .bind(digest.as_bytes())
+                    .bind(client_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some((grant_id, Some(rotated_at), expires_at)) = used else {
@@ -552,6 +571,7 @@ macro_rules! oidc_store {
                 Self::revoke_grant_in(&mut tx, grant_id, "refresh_reused", now).await?;
                 let grant = Self::grant_in(&mut tx, grant_id).await?;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Reused))
             }
 
@@ -620,7 +640,7 @@ macro_rules! oidc_store {
                 jti: &str,
                 expires_at: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                Ok(sqlx::query(
+                let remembered = sqlx::query(
                     "INSERT INTO oauth_revoked_jti (jti, expires_at) VALUES ($1, $2) \
                      ON CONFLICT (jti) DO NOTHING",
                 )
@@ -629,7 +649,9 @@ macro_rules! oidc_store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected()
-                    == 1)
+                    == 1;
+                super::note_revocation();
+                Ok(remembered)
             }
 
             async fn consent(
@@ -721,6 +743,7 @@ macro_rules! oidc_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(removed)
             }
 

@@ -28,7 +28,7 @@ const SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, 
      FROM sessions s JOIN users u ON u.id = s.user_id \
      WHERE s.token_hash = $1 AND s.ended_at IS NULL";
 
-const INSERT_EVENT: &str = "INSERT INTO activity_events \
+pub(super) const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
@@ -374,6 +374,7 @@ macro_rules! sql_store {
                 Self::insert_event(&mut tx, event).await?;
                 Self::insert_mail(&mut tx, alert).await?;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(ended)
             }
 
@@ -402,6 +403,7 @@ macro_rules! sql_store {
                     .map_err(StoreError::from_write)?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(user)
             }
 
@@ -442,6 +444,7 @@ macro_rules! sql_store {
                     .rows_affected()
                     == 1;
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(deleted)
             }
 
@@ -674,6 +677,7 @@ macro_rules! sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(ended)
             }
 
@@ -701,6 +705,7 @@ macro_rules! sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(ended)
             }
 
@@ -1022,7 +1027,7 @@ where
 }
 
 /// Binds an activity event to [`INSERT_EVENT`], for either backend.
-fn bind_event<'q, DB>(
+pub(super) fn bind_event<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     event: &'q ActivityEvent,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
@@ -1226,6 +1231,7 @@ macro_rules! sso_sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
+                super::note_revocation();
                 Ok(Some(ended.len() as u64))
             }
 
