@@ -268,6 +268,7 @@ pub fn router(state: AppState) -> Router {
             // Bodies are read only by extractors, which this limit bounds (413 page).
             .layer(DefaultBodyLimit::max(body_limit)),
     )
+    .merge(oidc::http::public_routes())
     .with_state(state)
 }
 

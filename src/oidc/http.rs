@@ -51,13 +51,31 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/logout/confirm", post(logout_confirm))
 }
 
-/// Public JSON documents, served from bytes serialized once; any origin may read them.
+/// Discovery and JWKS: public documents serialized once, mounted outside the middleware
+/// stack (no session, no form, no error page, nothing to log per request), so that they cost
+/// what a bare handler returning the same bytes costs. Their headers are set here.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(authorization_server),
+        )
+        .route("/oauth2/jwks", get(jwks))
+}
+
+/// Public JSON documents; any origin may read them.
 fn public_json(body: Bytes) -> Response {
+    public_document("application/json", body)
+}
+
+fn public_document(content_type: &'static str, body: Bytes) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=300"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )
@@ -73,16 +91,10 @@ async fn authorization_server(State(state): State<AppState>) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state.provider.keys().jwks_json();
-    (
-        [
-            (header::CONTENT_TYPE, "application/jwk-set+json"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        ],
-        body,
+    public_document(
+        "application/jwk-set+json",
+        state.provider.keys().jwks_json(),
     )
-        .into_response()
 }
 
 // ----- OAuth JSON answers ----------------------------------------------------------------
