@@ -38,12 +38,6 @@ pub fn routes() -> Router<AppState> {
         .layer(cors);
     Router::new()
         .merge(cross_origin)
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(authorization_server),
-        )
-        .route("/oauth2/jwks", get(jwks))
         .route("/oauth2/authorize", get(authorize).post(authorize))
         .route("/oauth2/consent", post(consent))
         .route("/oauth2/introspect", post(introspect))
