@@ -583,20 +583,31 @@ async fn consent(
     Ok(Redirect::to(&url).into_response())
 }
 
-/// For the login form of an authorization request: the CSP that lets its post end at the
-/// client, and the `login_hint` to pre-fill. `None` unless `next` is a valid request.
-pub async fn login_context(
-    state: &AppState,
-    next: &str,
-) -> Option<(HeaderValue, Option<String>, Option<String>)> {
-    let query = next.strip_prefix("/oauth2/authorize?")?;
-    let params = parse_pairs(query.as_bytes()).ok()?;
-    let request = state.provider.authorization_request(&params).await.ok()?;
-    Some((
-        csp_allowing(&request.redirect_uri)?,
-        request.login_hint,
-        request.ui_locales,
-    ))
+/// An authorization request a sign-in form resumes afterwards (`?next=` of the login and SSO
+/// pages): only a request that validates is accepted, so `next` is never an open redirect.
+pub struct ResumedRequest {
+    pub next: String,
+    /// The CSP that lets the form's post end at the client (its `form-action`).
+    pub csp: HeaderValue,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+}
+
+impl ResumedRequest {
+    pub async fn of(state: &AppState, next: &str) -> Option<Self> {
+        if next.len() > 8192 {
+            return None;
+        }
+        let query = next.strip_prefix("/oauth2/authorize?")?;
+        let params = parse_pairs(query.as_bytes()).ok()?;
+        let request = state.provider.authorization_request(&params).await.ok()?;
+        Some(Self {
+            next: next.to_string(),
+            csp: csp_allowing(&request.redirect_uri)?,
+            login_hint: request.login_hint,
+            ui_locales: request.ui_locales,
+        })
+    }
 }
 
 // ----- logout ----------------------------------------------------------------------------

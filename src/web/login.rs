@@ -1,7 +1,7 @@
 //! `GET/POST /login` and `POST /logout`.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
@@ -12,6 +12,7 @@ use super::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
 use crate::error::WebError;
+use crate::oidc::http::ResumedRequest;
 use crate::ops::LoginOutcome;
 use crate::sessions::SignInMethod;
 
@@ -34,7 +35,7 @@ pub async fn form(
     page: PageContext,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
-    let flow = OidcFlow::of(&state, query.next.as_deref().unwrap_or("")).await;
+    let flow = ResumedRequest::of(&state, query.next.as_deref().unwrap_or("")).await;
     let hint = flow.as_ref().and_then(|f| f.login_hint.clone());
     render_form(
         &state,
@@ -46,36 +47,13 @@ pub async fn form(
     )
 }
 
-/// The authorization request a login form belongs to.
-struct OidcFlow {
-    next: String,
-    csp: HeaderValue,
-    login_hint: Option<String>,
-    ui_locales: Option<String>,
-}
-
-impl OidcFlow {
-    async fn of(state: &AppState, next: &str) -> Option<Self> {
-        if next.is_empty() || next.len() > 8192 {
-            return None;
-        }
-        let (csp, login_hint, ui_locales) = crate::oidc::http::login_context(state, next).await?;
-        Some(Self {
-            next: next.to_string(),
-            csp,
-            login_hint,
-            ui_locales,
-        })
-    }
-}
-
 fn render_form(
     state: &AppState,
     mut page: PageContext,
     status: StatusCode,
     email: &str,
     error: Option<String>,
-    flow: Option<OidcFlow>,
+    flow: Option<ResumedRequest>,
 ) -> Result<Response, WebError> {
     if let Some(locales) = flow.as_ref().and_then(|f| f.ui_locales.as_deref()) {
         // OIDC `ui_locales` (space-separated, in order of preference) before Accept-Language.
@@ -106,7 +84,7 @@ fn render_sso_required(
     state: &AppState,
     page: PageContext,
     email: &str,
-    flow: Option<OidcFlow>,
+    flow: Option<ResumedRequest>,
 ) -> Result<Response, WebError> {
     let (jar, token) = page.csrf_token(state, "");
     let next = flow.as_ref().map(|f| f.next.as_str()).unwrap_or("");
@@ -147,7 +125,7 @@ pub async fn submit(
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
     page.check_csrf(&state, "", &form.csrf)?;
-    let flow = OidcFlow::of(&state, &form.next).await;
+    let flow = ResumedRequest::of(&state, &form.next).await;
     if form.email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");
         return render_form(

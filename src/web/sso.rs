@@ -18,11 +18,9 @@ use crate::ops::LoginOutcome;
 /// An authorization request of a relying app to resume after signing in, and the CSP that
 /// lets a form of ours end at that app; `None` unless `next` is a valid request.
 async fn resume(state: &AppState, next: &str) -> Option<(String, HeaderValue)> {
-    if next.is_empty() || next.len() > 8192 {
-        return None;
-    }
-    let (csp, _, _) = crate::oidc::http::login_context(state, next).await?;
-    Some((next.to_string(), csp))
+    crate::oidc::http::ResumedRequest::of(state, next)
+        .await
+        .map(|r| (r.next, r.csp))
 }
 
 /// The login page's "Sign in with SSO" link, carrying what the password form had.
