@@ -340,7 +340,7 @@ impl Provider {
             }
             ClientAuthMethod::None => return Ok(client),
         };
-        let given = TokenDigest(sha256(secret.unwrap_or_default()));
+        let given = TokenDigest::of(secret.unwrap_or_default());
         match client.secret_hash {
             Some(stored) if bool::from(stored.0.ct_eq(&given.0)) => Ok(client),
             _ => Err(OAuthError::invalid_client()),
@@ -656,14 +656,14 @@ impl Provider {
         client_info: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let event = ActivityEvent::new(
+        let event = app_event(
             Some(user.id),
             Action::ConsentGranted,
-            client_info,
+            &request.client,
             json!({ "client_id": request.client.id, "scope": request.scope_string() }),
+            client_info,
             now,
-        )
-        .for_product(&request.client.name);
+        );
         self.store
             .put_consent(user.id, &request.client.id, &request.scope_string(), &event)
             .await
@@ -684,14 +684,14 @@ impl Provider {
         let Some(client) = self.client(client_id).await? else {
             return Ok(false);
         };
-        let event = ActivityEvent::new(
+        let event = app_event(
             Some(user.id),
             Action::ConsentRevoked,
-            client_info,
+            &client,
             json!({ "client_id": client.id }),
+            client_info,
             now,
-        )
-        .for_product(&client.name);
+        );
         self.store.revoke_consent(user.id, &client.id, &event).await
     }
 
@@ -794,14 +794,14 @@ impl Provider {
             CodeRedemption::Redeemed(code) => code,
             CodeRedemption::Replayed(code) => {
                 // The grant the first use started is revoked by now; say so in the log.
-                let event = ActivityEvent::new(
+                let event = app_event(
                     Some(code.user_id),
                     Action::TokenReuseDetected,
-                    client_info,
+                    client,
                     json!({ "client_id": code.client_id, "kind": "authorization_code" }),
+                    client_info,
                     now,
-                )
-                .for_product(&client.name);
+                );
                 self.store.record_event(&event).await?;
                 return Err(OAuthError::invalid_grant("unknown, expired or used code"));
             }
@@ -879,14 +879,14 @@ impl Provider {
         {
             RefreshUse::Rotated(grant) if grant.client_id == client.id => grant,
             RefreshUse::Reused(grant) => {
-                let event = ActivityEvent::new(
+                let event = app_event(
                     grant.user_id,
                     Action::TokenReuseDetected,
-                    client_info,
+                    client,
                     json!({ "client_id": grant.client_id, "kind": "refresh_token" }),
+                    client_info,
                     now,
-                )
-                .for_product(&client.name);
+                );
                 self.store.record_event(&event).await?;
                 return Err(OAuthError::invalid_grant(
                     "unknown or expired refresh token",
@@ -972,14 +972,14 @@ impl Provider {
             gid: None,
         };
         let access_token = self.sign_access(&claims)?;
-        let event = ActivityEvent::new(
+        let event = app_event(
             None,
             Action::TokenIssued,
-            client_info,
+            client,
             json!({ "client_id": client.id, "grant_type": "client_credentials" }),
+            client_info,
             now,
-        )
-        .for_product(&client.name);
+        );
         self.issues.record((None, event)).await?;
         Ok(TokenResponse {
             access_token,
@@ -1075,14 +1075,14 @@ impl Provider {
         } else {
             None
         };
-        let event = ActivityEvent::new(
+        let event = app_event(
             Some(user.id),
             Action::TokenIssued,
-            client_info,
+            client,
             json!({ "client_id": client.id, "grant_type": grant_type }),
+            client_info,
             now,
-        )
-        .for_product(&client.name);
+        );
         let refresh_record = NewRefreshToken {
             digest: refresh.digest(),
             grant_id: grant.id,
@@ -1127,7 +1127,7 @@ impl Provider {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(AccessClaims, Option<User>), BearerError> {
-        let digest = sha256(token);
+        let digest = TokenDigest::of(token).0;
         let cached = self
             .checks
             .verified
@@ -1290,14 +1290,14 @@ impl Provider {
                     .revoke_grant(grant.id, "revoked_by_client", now)
                     .await?
             {
-                let event = ActivityEvent::new(
+                let event = app_event(
                     grant.user_id,
                     Action::TokenRevoked,
-                    client_info,
+                    client,
                     json!({ "client_id": client.id }),
+                    client_info,
                     now,
-                )
-                .for_product(&client.name);
+                );
                 self.store.record_event(&event).await?;
             }
             return Ok(());
@@ -1574,9 +1574,16 @@ fn assertion_subject(token: &str) -> Option<String> {
         .map(|d| d.claims.sub)
 }
 
-fn sha256(value: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(value.as_bytes()).into()
+/// An activity event under a relying application's name (the activity log's "product").
+fn app_event(
+    user: Option<Uuid>,
+    action: Action,
+    client: &Client,
+    details: Value,
+    client_info: &ClientInfo,
+    now: OffsetDateTime,
+) -> ActivityEvent {
+    ActivityEvent::new(user, action, client_info, details, now).for_product(&client.name)
 }
 
 /// Adds query parameters to a registered URI (which may already have a query).

@@ -39,7 +39,7 @@ impl OpaqueToken {
     }
 
     pub fn digest(&self) -> TokenDigest {
-        TokenDigest(Sha256::digest(self.0.as_bytes()).into())
+        TokenDigest::of(&self.0)
     }
 }
 
@@ -55,6 +55,11 @@ impl std::fmt::Debug for OpaqueToken {
 pub struct TokenDigest(pub [u8; 32]);
 
 impl TokenDigest {
+    /// SHA-256 of any presented value (a client secret, a JWT for a cache key).
+    pub fn of(value: &str) -> Self {
+        Self(Sha256::digest(value.as_bytes()).into())
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
