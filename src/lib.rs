@@ -43,7 +43,7 @@ use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::federation::{Federation, UpstreamSecrets};
 use crate::mail::Mailer;
-use crate::oidc::Provider;
+use crate::oidc::{CacheScope, Provider};
 use crate::ops::Metrics;
 use crate::orgs::{Orgs, SsoConnections};
 use crate::sessions::{SessionPolicy, Sessions};
@@ -155,7 +155,12 @@ impl AppState {
                 config.oidc.clone(),
                 session_policy,
                 // Without Redis, Gotthard runs as one instance (DESIGN: Scaling out).
-                config.redis.url.is_empty(),
+                match &shared {
+                    None => CacheScope::SingleInstance,
+                    Some(shared) => CacheScope::Shared(
+                        shared.start_revocation_feed(store.revocations().clone()),
+                    ),
+                },
             ),
             backchannel: Arc::new(tokio::sync::Notify::new()),
             activity: ActivityLog::new(

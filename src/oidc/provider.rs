@@ -16,6 +16,7 @@ use crate::accounts::User;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::config::OidcConfig;
 use crate::sessions::{Session, SessionPolicy};
+use crate::store::cache::RevocationFeed;
 use crate::store::{Store, StoreError};
 use crate::tokens::{OpaqueToken, SigningAlg, SigningKeys, TokenDigest};
 
@@ -143,18 +144,39 @@ pub enum AuthorizeStep {
 }
 
 /// Bearer checks remembered by this instance: verified signatures (facts that never change)
-/// and, on a single instance, the liveness of tokens until the next revocation anywhere in
-/// the process (`store::revocation_epoch`). With Redis (several instances) liveness is
-/// always read from the database, as a revocation may happen on another instance.
+/// and the liveness of tokens and registered clients until the next revocation
+/// ([`crate::store::Revocations`]). On a single instance every revocation is this
+/// instance's own; with several (Redis), the others' arrive through the
+/// [`RevocationFeed`], and nothing is remembered while the feed cannot vouch for that.
 struct TokenChecks {
     verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
-    live: Option<Mutex<HashMap<String, (u64, AccessTokenState)>>>,
-    /// Registered clients, under the same rule as `live` (a deletion moves the epoch).
-    clients: Option<Mutex<HashMap<String, (u64, Client)>>>,
+    live: Mutex<HashMap<String, Remembered<AccessTokenState>>>,
+    clients: Mutex<HashMap<String, Remembered<Client>>>,
+    revocations: Arc<crate::store::Revocations>,
+    scope: CacheScope,
+}
+
+/// Who can revoke what this instance remembers.
+#[derive(Clone)]
+pub enum CacheScope {
+    /// One instance (no Redis): only this process.
+    SingleInstance,
+    /// Several instances: revocations elsewhere come through the feed.
+    Shared(RevocationFeed),
+}
+
+struct Remembered<T> {
+    epoch: u64,
+    at: std::time::Instant,
+    value: T,
 }
 
 /// Entries kept per cache; a full cache starts over (tokens live minutes).
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// A remembered liveness is read again after this long even when no revocation was heard:
+/// the bound on staleness if an instance commits a revocation it cannot announce.
+const REMEMBER_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TokenChecks {
     fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
@@ -163,6 +185,38 @@ impl TokenChecks {
                 map.clear();
             }
             map.insert(key, value);
+        }
+    }
+
+    /// The epoch to read and remember under, or `None` when nothing may be remembered now.
+    /// Read before the database, so a revocation committed meanwhile voids what is stored.
+    fn epoch(&self) -> Option<u64> {
+        match &self.scope {
+            CacheScope::SingleInstance => Some(self.revocations.epoch()),
+            CacheScope::Shared(feed) => feed.is_live().then(|| self.revocations.epoch()),
+        }
+    }
+
+    fn recall<V: Clone>(
+        map: &Mutex<HashMap<String, Remembered<V>>>,
+        key: &str,
+        epoch: Option<u64>,
+    ) -> Option<V> {
+        let epoch = epoch?;
+        let map = map.lock().ok()?;
+        let entry = map.get(key)?;
+        (entry.epoch == epoch && entry.at.elapsed() < REMEMBER_AT_MOST).then(|| entry.value.clone())
+    }
+
+    fn keep<V>(
+        map: &Mutex<HashMap<String, Remembered<V>>>,
+        key: &str,
+        epoch: Option<u64>,
+        value: V,
+    ) {
+        if let Some(epoch) = epoch {
+            let at = std::time::Instant::now();
+            Self::remember(map, key.to_string(), Remembered { epoch, at, value });
         }
     }
 }
@@ -188,7 +242,7 @@ impl Provider {
         issuer: &str,
         config: OidcConfig,
         sessions: SessionPolicy,
-        single_instance: bool,
+        cache_scope: CacheScope,
     ) -> Self {
         let issuer = issuer.trim_end_matches('/').to_string();
         let mut metadata = discovery_document(&issuer);
@@ -202,8 +256,10 @@ impl Provider {
             issues: super::issue_log::IssueLog::start(store.clone()),
             checks: Arc::new(TokenChecks {
                 verified: Mutex::default(),
-                live: single_instance.then(Mutex::default),
-                clients: single_instance.then(Mutex::default),
+                live: Mutex::default(),
+                clients: Mutex::default(),
+                revocations: store.revocations().clone(),
+                scope: cache_scope,
             }),
             store,
             keys,
@@ -213,6 +269,12 @@ impl Provider {
             discovery,
             authorization_server,
         }
+    }
+
+    /// Whether bearer checks may be remembered now (always on one instance; with Redis,
+    /// while the revocation feed is whole).
+    pub fn remembers_token_checks(&self) -> bool {
+        self.checks.epoch().is_some()
     }
 
     pub fn issuer(&self) -> &str {
@@ -274,18 +336,13 @@ impl Provider {
         if id.is_empty() || id.len() > 128 {
             return Ok(None);
         }
-        let epoch = crate::store::revocation_epoch();
-        let remembered = self.checks.clients.as_ref().and_then(|clients| {
-            let clients = clients.lock().ok()?;
-            let (at, client) = clients.get(id)?;
-            (*at == epoch).then(|| client.clone())
-        });
-        if remembered.is_some() {
-            return Ok(remembered);
+        let epoch = self.checks.epoch();
+        if let Some(client) = TokenChecks::recall(&self.checks.clients, id, epoch) {
+            return Ok(Some(client));
         }
         let client = self.store.client(id).await?;
-        if let (Some(clients), Some(client)) = (&self.checks.clients, &client) {
-            TokenChecks::remember(clients, id.to_string(), (epoch, client.clone()));
+        if let Some(client) = &client {
+            TokenChecks::keep(&self.checks.clients, id, epoch, client.clone());
         }
         Ok(client)
     }
@@ -1159,15 +1216,8 @@ impl Provider {
             ),
             None => None,
         };
-        // The epoch is read before the database: a revocation committed meanwhile moves it
-        // and voids what is cached here.
-        let epoch = crate::store::revocation_epoch();
-        let remembered = self.checks.live.as_ref().and_then(|live| {
-            let live = live.lock().ok()?;
-            let (at, state) = live.get(&claims.jti)?;
-            (*at == epoch).then(|| state.clone())
-        });
-        let state = match remembered {
+        let epoch = self.checks.epoch();
+        let state = match TokenChecks::recall(&self.checks.live, &claims.jti, epoch) {
             Some(state) => state,
             None => {
                 let state = self
@@ -1175,9 +1225,7 @@ impl Provider {
                     .access_token_state(&claims.jti, grant_id)
                     .await
                     .map_err(BearerError::Store)?;
-                if let Some(live) = &self.checks.live {
-                    TokenChecks::remember(live, claims.jti.clone(), (epoch, state.clone()));
-                }
+                TokenChecks::keep(&self.checks.live, &claims.jti, epoch, state.clone());
                 state
             }
         };

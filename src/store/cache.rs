@@ -2,10 +2,14 @@
 //! the in-process answer while Redis is unreachable: a lost Redis slows nothing down and
 //! loses nothing, since SQL holds everything that must survive.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::Revocations;
 
 /// GCRA on a Redis key, atomic in one script, on Redis' own clock (instances' clocks differ):
 /// returns 0 when allowed, else the milliseconds to wait.
@@ -25,6 +29,7 @@ return 0
 
 #[derive(Clone)]
 pub struct SharedCache {
+    client: redis::Client,
     connection: Arc<RwLock<Option<ConnectionManager>>>,
     prefix: String,
     gcra: Arc<redis::Script>,
@@ -36,6 +41,7 @@ impl SharedCache {
     pub fn start(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let cache = Self {
+            client: client.clone(),
             connection: Arc::new(RwLock::new(None)),
             prefix: prefix.to_string(),
             gcra: Arc::new(redis::Script::new(GCRA)),
@@ -97,6 +103,134 @@ impl SharedCache {
                 tracing::warn!("Redis rate limit timed out; using in-process counters");
                 None
             }
+        }
+    }
+}
+
+/// How often each instance says it is alive on the revocation channel; hearing nothing
+/// (not even its own heartbeat) for [`FEED_SILENCE`] means announcements may be lost.
+const FEED_HEARTBEAT: Duration = Duration::from_millis(500);
+const FEED_SILENCE: Duration = Duration::from_millis(1_500);
+
+/// Revocations announced between instances over Redis pub/sub (`{prefix}revocations`), so
+/// that each may remember token checks until a revocation anywhere. Announcements are
+/// best-effort, so the feed vouches for the cache only while it hears its own heartbeats
+/// come back: when Redis, the subscription or the publishing connection fails, nothing is
+/// remembered until it is whole again, and reconnecting voids all that was remembered.
+#[derive(Clone)]
+pub struct RevocationFeed {
+    started: Instant,
+    /// Milliseconds after `started` of the last message heard; 0 = not listening.
+    heard_at: Arc<AtomicU64>,
+}
+
+impl RevocationFeed {
+    /// Whether every revocation announced by any instance reaches this one now.
+    pub fn is_live(&self) -> bool {
+        let heard = self.heard_at.load(Ordering::Acquire);
+        heard != 0 && self.elapsed_ms().saturating_sub(heard) < FEED_SILENCE.as_millis() as u64
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        // Never 0, which means "not listening".
+        (self.started.elapsed().as_millis() as u64).max(1)
+    }
+
+    fn heard(&self) {
+        self.heard_at.store(self.elapsed_ms(), Ordering::Release);
+    }
+
+    fn deaf(&self) {
+        self.heard_at.store(0, Ordering::Release);
+    }
+}
+
+impl SharedCache {
+    /// Starts announcing this instance's revocations and listening to the others'.
+    pub fn start_revocation_feed(&self, revocations: Arc<Revocations>) -> RevocationFeed {
+        let feed = RevocationFeed {
+            started: Instant::now(),
+            heard_at: Arc::new(AtomicU64::new(0)),
+        };
+        let channel = format!("{}revocations", self.prefix);
+        let me = uuid::Uuid::now_v7().simple().to_string();
+        tokio::spawn(listen(
+            self.client.clone(),
+            channel.clone(),
+            me.clone(),
+            revocations.clone(),
+            feed.clone(),
+        ));
+        tokio::spawn(announce(self.clone(), channel, me, revocations));
+        feed
+    }
+}
+
+/// Subscribes (again after any failure) and moves the epoch on others' revocations.
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    me: String,
+    revocations: Arc<Revocations>,
+    feed: RevocationFeed,
+) {
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "Redis revocation feed unavailable; token checks not cached");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        // Announcements made while not subscribed are lost: forget everything remembered.
+        revocations.bump();
+        let mut messages = pubsub.on_message();
+        // Silence as long as FEED_SILENCE (heartbeats come every FEED_HEARTBEAT) or a closed
+        // stream ends this subscription.
+        while let Ok(Some(message)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
+            let payload: String = message.get_payload().unwrap_or_default();
+            if let Some(from) = payload.strip_prefix("revoked:")
+                && from != me
+            {
+                revocations.bump();
+            }
+            feed.heard();
+        }
+        feed.deaf();
+        tracing::warn!(
+            "Redis revocation feed interrupted; token checks not cached until it resumes"
+        );
+    }
+}
+
+/// Publishes this instance's revocations (retrying until Redis takes them) and heartbeats.
+async fn announce(cache: SharedCache, channel: String, me: String, revocations: Arc<Revocations>) {
+    let mut pending = false;
+    loop {
+        tokio::select! {
+            () = revocations.committed_here() => pending = true,
+            () = tokio::time::sleep(FEED_HEARTBEAT) => {}
+        }
+        let payload = if pending {
+            format!("revoked:{me}")
+        } else {
+            format!("alive:{me}")
+        };
+        let Some(mut connection) = cache.connection() else {
+            continue;
+        };
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&channel).arg(&payload);
+        let publish = publish.query_async::<i64>(&mut connection);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), publish).await {
+            pending = false;
         }
     }
 }

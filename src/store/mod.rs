@@ -26,18 +26,41 @@ use crate::tokens::TokenDigest;
 pub use oidc::OidcStore;
 
 /// Counts the writes that can make a live token dead or change what it shows (a session
-/// ended, a grant or jti revoked, a client deleted, a profile changed). Caches of token
-/// checks remember the count they were filled at and are void once it moves; it moves
-/// after the commit, so a reader never caches a state older than the count it saw.
-static REVOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-pub fn revocation_epoch() -> u64 {
-    REVOCATIONS.load(std::sync::atomic::Ordering::Acquire)
+/// ended, a grant or jti revoked, a client deleted, a profile changed), per store. Caches of
+/// token checks remember the count they were filled at and are void once it moves; it moves
+/// after the commit, so a reader never caches a state older than the count it saw. With
+/// several instances the count also moves when another instance reports a revocation
+/// (`cache::RevocationFeed`), and this store's own revocations are announced to them.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    epoch: std::sync::atomic::AtomicU64,
+    /// Wakes the announcer after a revocation committed here.
+    committed_here: tokio::sync::Notify,
 }
 
-pub(crate) fn note_revocation() {
-    REVOCATIONS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+impl Revocations {
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After the commit of a write of this instance that can end a token.
+    pub(crate) fn note(&self) {
+        self.bump();
+        self.committed_here.notify_one();
+    }
+
+    /// A revocation elsewhere (or one that may have been missed): void what is cached.
+    pub fn bump(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Resolves after the next revocation committed by this instance (several notes before
+    /// the wait resolve it once).
+    pub async fn committed_here(&self) {
+        self.committed_here.notified().await;
+    }
 }
+
 pub use sql::{PostgresStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +95,8 @@ pub enum Backend {
 #[async_trait]
 pub trait Store: OidcStore + SsoStore + Send + Sync {
     fn backend(&self) -> Backend;
+    /// This store's revocation count (see [`Revocations`]).
+    fn revocations(&self) -> &Arc<Revocations>;
     async fn migrate(&self) -> Result<(), StoreError>;
     /// A cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -358,18 +383,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
         }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Arc::new(SqliteStore::new(pool)))
+        Ok(Arc::new(SqliteStore::new(pool, writer)))
     } else {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(Arc::new(PostgresStore::new(pool)))
+        Ok(Arc::new(PostgresStore::new(pool.clone(), pool)))
     }
 }

@@ -357,7 +357,7 @@ macro_rules! oidc_store {
                 .bind(c.require_pkce)
                 .bind(c.id_token_alg.as_str())
                 .bind(c.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(StoreError::from_write)?;
                 Ok(())
@@ -385,11 +385,11 @@ macro_rules! oidc_store {
             async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
                 let deleted = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected()
                     == 1;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(deleted)
             }
 
@@ -409,7 +409,7 @@ macro_rules! oidc_store {
                 .bind(c.auth_time)
                 .bind(c.created_at)
                 .bind(c.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -420,7 +420,7 @@ macro_rules! oidc_store {
                 grant_id: Uuid,
                 now: OffsetDateTime,
             ) -> Result<CodeRedemption, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // The guard is the WHERE: of parallel redemptions exactly one updates the row.
                 let claimed = sqlx::query_as::<_, CodeRow>(&format!(
                     "UPDATE oauth_codes SET grant_id = $1 \
@@ -465,7 +465,7 @@ macro_rules! oidc_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(CodeRedemption::Replayed(code.into_code()))
             }
 
@@ -484,17 +484,17 @@ macro_rules! oidc_store {
                 reason: &str,
                 now: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let revoked = Self::revoke_grant_in(&mut tx, id, reason, now).await?;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(revoked)
             }
 
             async fn record_issues(&self, issues: &[IssueRecord]) -> Result<(), StoreError> {
                 // Two multi-row statements for the whole batch: the round trips, not the
                 // rows, are what a batch costs.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let refreshes: Vec<&NewRefreshToken> =
                     issues.iter().filter_map(|(r, _)| r.as_ref()).collect();
                 if !refreshes.is_empty() {
@@ -539,7 +539,7 @@ macro_rules! oidc_store {
                 now: OffsetDateTime,
                 grace: time::Duration,
             ) -> Result<RefreshUse, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let rotated: Option<(Uuid,)> = sqlx::query_as(
                     "UPDATE oauth_refresh_tokens SET rotated_at = $1 \
                      WHERE token_hash = $2 AND rotated_at IS NULL AND expires_at > $1 \
@@ -580,7 +580,7 @@ macro_rules! oidc_store {
                 Self::revoke_grant_in(&mut tx, grant_id, "refresh_reused", now).await?;
                 let grant = Self::grant_in(&mut tx, grant_id).await?;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Reused))
             }
 
@@ -655,11 +655,11 @@ macro_rules! oidc_store {
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected()
                     == 1;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(remembered)
             }
 
@@ -685,7 +685,7 @@ macro_rules! oidc_store {
                 scope: &str,
                 event: &ActivityEvent,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id) \
@@ -728,7 +728,7 @@ macro_rules! oidc_store {
                 client_id: &str,
                 event: &ActivityEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let removed = sqlx::query(
                     "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
                 )
@@ -752,7 +752,7 @@ macro_rules! oidc_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(removed)
             }
 
@@ -779,7 +779,7 @@ macro_rules! oidc_store {
                 .bind(lease_until)
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await?;
                 Ok(rows
                     .into_iter()
@@ -806,7 +806,7 @@ macro_rules! oidc_store {
                 sqlx::query("UPDATE backchannel_outbox SET sent_at = $1 WHERE id = $2")
                     .bind(now)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -824,7 +824,7 @@ macro_rules! oidc_store {
                 .bind(error)
                 .bind(next_attempt_at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -838,7 +838,7 @@ macro_rules! oidc_store {
                 ] {
                     deleted += sqlx::query(sql)
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                         .rows_affected();
                 }
@@ -846,7 +846,7 @@ macro_rules! oidc_store {
                     "DELETE FROM backchannel_outbox WHERE sent_at IS NOT NULL AND sent_at <= $1",
                 )
                 .bind(now - time::Duration::days(1))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(deleted)

@@ -2,6 +2,8 @@
 //! PostgreSQL share (`$n` parameters, `RETURNING`, `ON CONFLICT`), and the macro below
 //! instantiates them for each pool type; what differs (column types) lives in the migrations.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
@@ -39,12 +41,22 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, passwo
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $db:ty, $backend:expr, $migrator:expr) => {
         pub struct $store {
+            /// Reads.
             pub(super) pool: $pool,
+            /// Writes: the same pool on PostgreSQL; on SQLite, which takes one writer at a
+            /// time, a pool of one connection, so that writers queue in order in the
+            /// process instead of sleeping and retrying in SQLite's busy handler.
+            pub(super) writer: $pool,
+            pub(super) revocations: Arc<super::Revocations>,
         }
 
         impl $store {
-            pub fn new(pool: $pool) -> Self {
-                Self { pool }
+            pub fn new(pool: $pool, writer: $pool) -> Self {
+                Self {
+                    pool,
+                    writer,
+                    revocations: Arc::default(),
+                }
             }
 
             /// Writes an activity event inside the caller's transaction.
@@ -94,8 +106,12 @@ macro_rules! sql_store {
                 $backend
             }
 
+            fn revocations(&self) -> &Arc<super::Revocations> {
+                &self.revocations
+            }
+
             async fn migrate(&self) -> Result<(), StoreError> {
-                $migrator.run(&self.pool).await?;
+                $migrator.run(&self.writer).await?;
                 Ok(())
             }
 
@@ -152,7 +168,7 @@ macro_rules! sql_store {
                      RETURNING failed_attempts, lockout_threshold",
                 )
                 .bind(user_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?)
             }
 
@@ -162,7 +178,7 @@ macro_rules! sql_store {
                      WHERE id = $1 AND failed_attempts > 0 AND locked_at IS NULL",
                 )
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -172,7 +188,7 @@ macro_rules! sql_store {
                     "UPDATE users SET failed_attempts = 0 WHERE id = $1 AND locked_at IS NULL",
                 )
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -184,7 +200,7 @@ macro_rules! sql_store {
                 event: &ActivityEvent,
                 mail: &NewMail,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let locked = sqlx::query(
                     "UPDATE users SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL \
                      AND failed_attempts >= lockout_threshold",
@@ -213,7 +229,7 @@ macro_rules! sql_store {
                 user_id: Uuid,
                 event: &ActivityEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let unlocked = sqlx::query(
                     "UPDATE users SET locked_at = NULL, failed_attempts = 0 \
                      WHERE id = $1 AND (locked_at IS NOT NULL OR failed_attempts > 0)",
@@ -240,7 +256,7 @@ macro_rules! sql_store {
                 not_since: time::OffsetDateTime,
                 mail: &NewMail,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // Voiding the older links is also the write that serializes two requests.
                 sqlx::query("DELETE FROM unlock_tokens WHERE user_id = $1 AND used_at IS NULL \
                              AND created_at < $2")
@@ -296,7 +312,7 @@ macro_rules! sql_store {
                 digest: &TokenDigest,
                 event: &ActivityEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let used: Option<(Uuid,)> = sqlx::query_as(
                     "UPDATE unlock_tokens SET used_at = $1 \
                      WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
@@ -326,7 +342,7 @@ macro_rules! sql_store {
                 settings: &SecuritySettings,
                 event: &ActivityEvent,
             ) -> Result<User, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let sql = format!(
                     "UPDATE users SET lockout_threshold = $1, notify_on_success = $2, \
                      notify_on_failure = $3, updated_at = $4 WHERE id = $5 \
@@ -353,7 +369,7 @@ macro_rules! sql_store {
                 event: &ActivityEvent,
                 alert: &NewMail,
             ) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                     .bind(hash)
                     .bind(event.created_at)
@@ -374,7 +390,7 @@ macro_rules! sql_store {
                 Self::insert_event(&mut tx, event).await?;
                 Self::insert_mail(&mut tx, alert).await?;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(ended)
             }
 
@@ -386,7 +402,7 @@ macro_rules! sql_store {
                 locale: Option<&str>,
                 event: &ActivityEvent,
             ) -> Result<User, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let sql = format!(
                     "UPDATE users SET email = $1, email_key = $2, name = $3, locale = $4, \
                      updated_at = $5 WHERE id = $6 RETURNING {USER_COLUMNS}"
@@ -403,7 +419,7 @@ macro_rules! sql_store {
                     .map_err(StoreError::from_write)?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(user)
             }
 
@@ -428,7 +444,7 @@ macro_rules! sql_store {
                 user_id: Uuid,
                 now: time::OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // Relying apps hear of the end of every session the account had.
                 let live: Vec<Uuid> = sqlx::query_scalar(
                     "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL",
@@ -444,7 +460,7 @@ macro_rules! sql_store {
                     .rows_affected()
                     == 1;
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(deleted)
             }
 
@@ -458,7 +474,7 @@ macro_rules! sql_store {
                     .bind(hash)
                     .bind(now)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -468,7 +484,7 @@ macro_rules! sql_store {
                     .bind(org.id)
                     .bind(&org.name)
                     .bind(org.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(StoreError::from_write)?;
                 Ok(())
@@ -501,7 +517,7 @@ macro_rules! sql_store {
                 .bind(m.user_id)
                 .bind(m.role.as_str())
                 .bind(m.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -569,7 +585,7 @@ macro_rules! sql_store {
                 event: &ActivityEvent,
                 alert: Option<(&NewMail, &ActivityEvent)>,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO sessions (id, user_id, token_hash, method, sso_org_id, ip, \
                      user_agent, created_at, last_seen_at) \
@@ -599,7 +615,7 @@ macro_rules! sql_store {
                 event: &ActivityEvent,
                 alert: Option<(&NewMail, &ActivityEvent, time::OffsetDateTime)>,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 Self::insert_event(&mut tx, event).await?;
                 let mut queued = false;
                 if let Some((mail, sent, since)) = alert {
@@ -659,7 +675,7 @@ macro_rules! sql_store {
                 reason: &str,
                 event: &ActivityEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let ended = sqlx::query(
                     "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
                      WHERE id = $3 AND user_id = $4 AND ended_at IS NULL",
@@ -677,7 +693,7 @@ macro_rules! sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(ended)
             }
 
@@ -688,7 +704,7 @@ macro_rules! sql_store {
                 reason: &str,
                 event: &ActivityEvent,
             ) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let ended: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE sessions SET ended_at = $1, ended_reason = $2 \
                      WHERE user_id = $3 AND id <> $4 AND ended_at IS NULL RETURNING id",
@@ -705,7 +721,7 @@ macro_rules! sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(ended)
             }
 
@@ -724,7 +740,7 @@ macro_rules! sql_store {
                 .bind(ip)
                 .bind(session_id)
                 .bind(stale_before)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -755,14 +771,14 @@ macro_rules! sql_store {
                 .bind(idle_before)
                 .bind(started_before)
                 .bind(limit)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected())
             }
 
             async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError> {
                 bind_event(sqlx::query(INSERT_EVENT), event)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -834,7 +850,7 @@ macro_rules! sql_store {
                 )
                 .bind(before)
                 .bind(limit)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected())
             }
@@ -857,7 +873,7 @@ macro_rules! sql_store {
                 .bind(lease_until)
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await?)
             }
 
@@ -872,7 +888,7 @@ macro_rules! sql_store {
                 )
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -890,13 +906,13 @@ macro_rules! sql_store {
                 .bind(retry_at)
                 .bind(error.chars().take(1000).collect::<String>())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
 
             async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")
                     .execute(&mut *tx)
                     .await?;
@@ -939,7 +955,7 @@ macro_rules! sql_store {
                 user: &NewUser,
                 event: &ActivityEvent,
             ) -> Result<User, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // Single use: the guarded UPDATE is the decision, so two racing requests
                 // cannot both pass.
                 let used = sqlx::query(
@@ -1203,7 +1219,7 @@ macro_rules! sso_sql_store {
                 user_id: Uuid,
                 event: &ActivityEvent,
             ) -> Result<Option<u64>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let removed =
                     sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
                         .bind(org_id)
@@ -1231,12 +1247,12 @@ macro_rules! sso_sql_store {
                     Self::insert_event(&mut tx, event).await?;
                 }
                 tx.commit().await?;
-                super::note_revocation();
+                self.revocations.note();
                 Ok(Some(ended.len() as u64))
             }
 
             async fn put_sso_connection(&self, c: &SsoConnection) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO sso_connections (org_id, tenant_id, client_id, \
                      client_secret_enc, authority, provision, default_role, enforce_sso, \
@@ -1309,7 +1325,7 @@ macro_rules! sso_sql_store {
             async fn delete_sso_connection(&self, org_id: Uuid) -> Result<bool, StoreError> {
                 Ok(sqlx::query("DELETE FROM sso_connections WHERE org_id = $1")
                     .bind(org_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected()
                     == 1)
@@ -1327,7 +1343,7 @@ macro_rules! sso_sql_store {
                 .bind(flow.next.as_deref())
                 .bind(flow.created_at)
                 .bind(flow.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1342,7 +1358,7 @@ macro_rules! sso_sql_store {
                      browser_hash, nonce, next, created_at, expires_at",
                 )
                 .bind(state.as_bytes())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(row.and_then(|(s, org_id, b, nonce, next, created_at, expires_at)| {
                     Some(SsoFlow {
@@ -1389,7 +1405,7 @@ macro_rules! sso_sql_store {
                 membership: &Membership,
                 event: &ActivityEvent,
             ) -> Result<User, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let sql = format!("{INSERT_USER} RETURNING {USER_COLUMNS}");
                 let created = bind_user(sqlx::query_as::<_, User>(&sql), user)
                     .fetch_one(&mut *tx)
@@ -1417,7 +1433,7 @@ macro_rules! sso_sql_store {
                 .bind(link.next.as_deref())
                 .bind(link.created_at)
                 .bind(link.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1457,7 +1473,7 @@ macro_rules! sso_sql_store {
                 membership: Option<&Membership>,
                 event: &ActivityEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let used = sqlx::query("DELETE FROM sso_pending_links WHERE token_hash = $1")
                     .bind(token.as_bytes())
                     .execute(&mut *tx)
@@ -1481,7 +1497,7 @@ macro_rules! sso_sql_store {
                 identity: &FederatedIdentity,
                 event: &ActivityEvent,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 Self::insert_identity(&mut tx, identity).await?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
@@ -1494,12 +1510,12 @@ macro_rules! sso_sql_store {
             ) -> Result<u64, StoreError> {
                 let flows = sqlx::query("DELETE FROM sso_flows WHERE expires_at < $1")
                     .bind(before)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 let links = sqlx::query("DELETE FROM sso_pending_links WHERE expires_at < $1")
                     .bind(before)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(flows + links)

@@ -126,3 +126,132 @@ async fn without_redis_each_instance_counts_for_itself_and_nothing_fails() {
         "Redis is optional: ready without it"
     );
 }
+
+/// A client-credentials token of a new client of `app`, and the client's credentials.
+async fn machine_token(app: &TestApp) -> (String, String, String) {
+    let spec = gotthard::oidc::ClientSpec {
+        name: "Billing".into(),
+        auth_method: gotthard::oidc::ClientAuthMethod::ClientSecretBasic,
+        jwks: None,
+        redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        first_party: true,
+        require_pkce: false,
+        id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+    };
+    let (client, secret) = app
+        .state
+        .provider
+        .create_client(spec, app.state.clock.now())
+        .await
+        .unwrap();
+    let secret = secret.unwrap();
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["access_token"].as_str().unwrap().to_string();
+    (client.id, secret, token)
+}
+
+/// `POST path` with the client's Basic credentials and `token=…`; the status and JSON.
+async fn with_token(app: &TestApp, path: &str, client: &(String, String, String)) -> (u16, bool) {
+    let response = reqwest::Client::new()
+        .post(app.url(path))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", &client.2)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let active =
+        serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["active"] == true);
+    (status, active)
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_reaches_what_another_remembers() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("gotthard-test-{}:", uuid::Uuid::now_v7().simple());
+    // One issuer for both, as behind one load balancer.
+    let settings = [
+        ("redis.url", url.as_str()),
+        ("redis.prefix", prefix.as_str()),
+        ("issuer", "http://gotthard.test"),
+    ];
+    for db in crate::support::databases().await {
+        let a = TestApp::start_with(&db, &settings).await;
+        let b = TestApp::start_with(&db, &settings).await;
+        for app in [&a, &b] {
+            for _ in 0..50 {
+                if app.state.provider.remembers_token_checks() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert!(
+                app.state.provider.remembers_token_checks(),
+                "{}: feed up",
+                db.backend
+            );
+        }
+        let token = machine_token(&a).await;
+        // B checks the token twice: the second answer comes from what B remembers.
+        for _ in 0..2 {
+            assert_eq!(
+                with_token(&b, "/oauth2/introspect", &token).await,
+                (200, true)
+            );
+        }
+        assert_eq!(with_token(&a, "/oauth2/revoke", &token).await.0, 200);
+        // B remembers for up to 5 s without news; the announcement must come well before.
+        let started = std::time::Instant::now();
+        while with_token(&b, "/oauth2/introspect", &token).await.1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{}: B still says active 1 s after A revoked",
+                db.backend
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_unreachable_no_instance_remembers_token_checks() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{closed}");
+    let db = sqlite_db();
+    let settings = [
+        ("redis.url", url.as_str()),
+        ("issuer", "http://gotthard.test"),
+    ];
+    let a = TestApp::start_with(&db, &settings).await;
+    let b = TestApp::start_with(&db, &settings).await;
+    assert!(!b.state.provider.remembers_token_checks());
+    let token = machine_token(&a).await;
+    for _ in 0..2 {
+        assert_eq!(
+            with_token(&b, "/oauth2/introspect", &token).await,
+            (200, true)
+        );
+    }
+    assert_eq!(with_token(&a, "/oauth2/revoke", &token).await.0, 200);
+    assert_eq!(
+        with_token(&b, "/oauth2/introspect", &token).await,
+        (200, false),
+        "B read the revocation at once"
+    );
+}
