@@ -53,9 +53,23 @@ use crate::tokens::{Keyring, SigningKeys};
 use crate::web::Pages;
 use crate::web::rate_limit::RateLimits;
 
-/// What handlers share. Every field is cheap to clone (`Arc`s inside).
+/// What handlers share: one `Arc`, so that the clones axum makes per request (each
+/// `from_fn_with_state` layer, each `State` extractor: dozens per request) cost one atomic
+/// increment, not a copy of every service and its strings (measured: ~500 allocations per
+/// introspection before, see BENCHMARKS.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services and settings behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub accounts: Accounts,
@@ -143,7 +157,7 @@ impl AppState {
             secrets,
             &config.issuer,
         )?;
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             sso,
             federation,
             mailer,
@@ -177,7 +191,7 @@ impl AppState {
             rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared)),
             clock,
             config: Arc::new(config),
-        })
+        })))
     }
 }
 
