@@ -5,13 +5,18 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::model::IssueRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Most records in one transaction.
 const BATCH: usize = 256;
+
+/// Batches committing at once on PostgreSQL: the next batch is sent while the previous one
+/// waits for its WAL flush (one at a time, the commit latency capped tokens per second:
+/// 6 900/s against 8 800/s with four in the same bench). SQLite has one writer: one batch.
+const POSTGRES_WRITERS: usize = 4;
 
 type Pending = (IssueRecord, oneshot::Sender<bool>);
 
@@ -57,18 +62,34 @@ impl IssueLog {
 }
 
 async fn write(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
-        let records: Vec<IssueRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let stored = match store.record_issues(&records).await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::error!(error = %err, tokens = records.len(), "issued tokens not recorded; refusing them");
-                false
-            }
+    // A permit is taken before the queue is read, so while every writer waits on its commit
+    // the next records gather into one batch.
+    let writers = Arc::new(Semaphore::new(match store.backend() {
+        Backend::Postgres => POSTGRES_WRITERS,
+        Backend::Sqlite => 1,
+    }));
+    loop {
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            return;
         };
-        for (_, done) in batch.drain(..) {
-            let _ = done.send(stored);
+        let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+        if queue.recv_many(&mut batch, BATCH).await == 0 {
+            return;
         }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let records: Vec<IssueRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let stored = match store.record_issues(&records).await {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::error!(error = %err, tokens = records.len(), "issued tokens not recorded; refusing them");
+                    false
+                }
+            };
+            drop(permit);
+            for (_, done) in batch {
+                let _ = done.send(stored);
+            }
+        });
     }
 }
