@@ -65,12 +65,15 @@ def cells(r):
 
 
 def cpu_us(d, name, r):
-    """Server CPU time per answered request (µs): a figure that the load generator's share of
-    the same cores distorts less than requests/s."""
+    """Server CPU time per answered request (µs), and the kernel's share of it: a figure that
+    the load generator's share of the same cores distorts less than requests/s."""
     c = load(d / f"{name}.cpu.json")
     if not c or not usable(r) or not r["rps"]:
         return "–"
-    return f'{c["server_cpu_pct"] / 100 / r["rps"] * 1e6:.0f}'
+    total = f'{c["server_cpu_pct"] / 100 / r["rps"] * 1e6:.0f}'
+    if c.get("server_cpu_pct") and "server_sys_pct" in c:
+        total += f' ({c["server_sys_pct"] * 100 / c["server_cpu_pct"]:.0f} % sys)'
+    return total
 
 
 def usable(r):

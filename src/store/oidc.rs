@@ -539,7 +539,9 @@ macro_rules! oidc_store {
                 now: OffsetDateTime,
                 grace: time::Duration,
             ) -> Result<RefreshUse, StoreError> {
-                let mut tx = self.writer.begin().await?;
+                // The single-use guard is this one statement, atomic on its own: the common
+                // case (an unused token) needs no transaction around it. The grant is read
+                // after the rotation committed, so a revocation racing it is seen.
                 let rotated: Option<(Uuid,)> = sqlx::query_as(
                     "UPDATE oauth_refresh_tokens SET rotated_at = $1 \
                      WHERE token_hash = $2 AND rotated_at IS NULL AND expires_at > $1 \
@@ -549,13 +551,13 @@ macro_rules! oidc_store {
                 .bind(now)
                 .bind(digest.as_bytes())
                 .bind(client_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.writer)
                 .await?;
                 if let Some((grant_id,)) = rotated {
-                    let grant = Self::grant_in(&mut tx, grant_id).await?;
-                    tx.commit().await?;
+                    let grant = self.grant(grant_id).await?;
                     return Ok(grant.map_or(RefreshUse::Unusable, RefreshUse::Rotated));
                 }
+                let mut tx = self.writer.begin().await?;
                 let used: Option<(Uuid, Option<OffsetDateTime>, OffsetDateTime)> =
                     sqlx::query_as(
                         "SELECT r.grant_id, r.rotated_at, r.expires_at \
