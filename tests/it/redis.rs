@@ -255,3 +255,118 @@ async fn while_redis_is_unreachable_no_instance_remembers_token_checks() {
         "B read the revocation at once"
     );
 }
+
+/// A TCP relay to Redis that the test can cut (every connection dropped, new ones refused)
+/// and restore: a Redis outage seen by one instance only.
+struct Relay {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn to(redis_url: &str) -> Relay {
+        let target = redis_url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // dropped: refused while cut
+                }
+                let mut cut = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !up) => {}
+                    }
+                });
+            }
+        });
+        Relay { url, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// Polls `check` every 50 ms for up to `secs`; whether it held.
+async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn an_instance_cut_off_from_redis_stops_remembering_and_resumes_when_it_is_back() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("gotthard-test-{}:", uuid::Uuid::now_v7().simple());
+    let relay = Relay::to(&url).await;
+    let db = sqlite_db();
+    let issuer = ("issuer", "http://gotthard.test");
+    // A reaches Redis through the relay, B directly.
+    let a_settings = [
+        ("redis.url", relay.url.as_str()),
+        ("redis.prefix", prefix.as_str()),
+        issuer,
+    ];
+    let b_settings = [
+        ("redis.url", url.as_str()),
+        ("redis.prefix", prefix.as_str()),
+        issuer,
+    ];
+    let a = TestApp::start_with(&db, &a_settings).await;
+    let b = TestApp::start_with(&db, &b_settings).await;
+    assert!(
+        within(5, || a.state.provider.remembers_token_checks()).await,
+        "A's feed up"
+    );
+    assert!(
+        within(5, || b.state.provider.remembers_token_checks()).await,
+        "B's feed up"
+    );
+    let token = machine_token(&a).await;
+    for _ in 0..2 {
+        assert_eq!(
+            with_token(&a, "/oauth2/introspect", &token).await,
+            (200, true)
+        );
+    }
+
+    relay.set(false);
+    assert!(
+        within(5, || !a.state.provider.remembers_token_checks()).await,
+        "A notices it no longer hears the feed"
+    );
+    // B's announcement cannot reach A now; A must not answer from memory.
+    assert_eq!(with_token(&b, "/oauth2/revoke", &token).await.0, 200);
+    assert_eq!(
+        with_token(&a, "/oauth2/introspect", &token).await,
+        (200, false),
+        "A reads the revocation from the database while deaf"
+    );
+
+    relay.set(true);
+    assert!(
+        within(15, || a.state.provider.remembers_token_checks()).await,
+        "A listens again once Redis is back"
+    );
+    let fresh = machine_token(&a).await;
+    assert_eq!(
+        with_token(&a, "/oauth2/introspect", &fresh).await,
+        (200, true)
+    );
+}
