@@ -50,6 +50,7 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
     argon2_queue: Gauge,
+    token_checks_remembered: Gauge,
 }
 
 impl Metrics {
@@ -63,6 +64,7 @@ impl Metrics {
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
         let argon2_queue = Gauge::default();
+        let token_checks_remembered = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -83,12 +85,19 @@ impl Metrics {
             "Password checks waiting for a hashing thread",
             argon2_queue.clone(),
         );
+        registry.register(
+            "token_checks_remembered",
+            "1 while bearer checks may be answered from this instance's memory (always without \
+             Redis; with Redis, while the revocation feed is heard), else 0",
+            token_checks_remembered.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
             logins,
             argon2_queue,
+            token_checks_remembered,
         }
     }
 
@@ -137,6 +146,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .argon2_queue
         .set(state.accounts.hasher().queue_depth() as i64);
+    metrics
+        .token_checks_remembered
+        .set(i64::from(state.provider.remembers_token_checks()));
     let mut body = String::new();
     if encode(&mut body, &metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -298,6 +298,11 @@ impl Relay {
     }
 }
 
+async fn metrics(app: &TestApp) -> String {
+    let response = reqwest::get(app.url("/metrics")).await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// Polls `check` every 50 ms for up to `secs`; whether it held.
 async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -351,6 +356,12 @@ async fn an_instance_cut_off_from_redis_stops_remembering_and_resumes_when_it_is
         within(5, || !a.state.provider.remembers_token_checks()).await,
         "A notices it no longer hears the feed"
     );
+    assert!(
+        metrics(&a)
+            .await
+            .contains("gotthard_token_checks_remembered 0"),
+        "operators see it in /metrics"
+    );
     // B's announcement cannot reach A now; A must not answer from memory.
     assert_eq!(with_token(&b, "/oauth2/revoke", &token).await.0, 200);
     assert_eq!(
@@ -363,6 +374,11 @@ async fn an_instance_cut_off_from_redis_stops_remembering_and_resumes_when_it_is
     assert!(
         within(15, || a.state.provider.remembers_token_checks()).await,
         "A listens again once Redis is back"
+    );
+    assert!(
+        metrics(&a)
+            .await
+            .contains("gotthard_token_checks_remembered 1")
     );
     let fresh = machine_token(&a).await;
     assert_eq!(
