@@ -32,27 +32,16 @@ async fn register(
     first_party: bool,
     backchannel: Option<String>,
 ) -> Registered {
-    let spec = gotthard::oidc::ClientSpec {
-        name: name.to_string(),
-        auth_method: if public {
-            gotthard::oidc::ClientAuthMethod::None
-        } else {
-            gotthard::oidc::ClientAuthMethod::ClientSecretBasic
-        },
-        jwks: None,
-        redirect_uris: vec![REDIRECT.to_string()],
-        post_logout_redirect_uris: vec!["http://127.0.0.1:9/bye".to_string()],
-        backchannel_logout_uri: backchannel,
-        first_party,
-        require_pkce: false,
-        id_token_alg: gotthard::tokens::SigningAlg::Rs256,
-    };
     let (client, secret) = app
-        .state
-        .provider
-        .create_client(spec, app.state.clock.now())
-        .await
-        .unwrap();
+        .register_client(name, REDIRECT, |spec| {
+            if public {
+                spec.auth_method = gotthard::oidc::ClientAuthMethod::None;
+            }
+            spec.post_logout_redirect_uris = vec!["http://127.0.0.1:9/bye".to_string()];
+            spec.backchannel_logout_uri = backchannel;
+            spec.first_party = first_party;
+        })
+        .await;
     Registered {
         id: client.id,
         secret,
@@ -1130,23 +1119,12 @@ async fn private_key_jwt_clients_authenticate_with_a_single_use_assertion() {
             "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
             "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..]),
         }]});
-        let spec = gotthard::oidc::ClientSpec {
-            name: "Backend".into(),
-            auth_method: gotthard::oidc::ClientAuthMethod::PrivateKeyJwt,
-            jwks: Some(jwks.to_string()),
-            redirect_uris: vec![REDIRECT.into()],
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
-            first_party: true,
-            require_pkce: false,
-            id_token_alg: gotthard::tokens::SigningAlg::Rs256,
-        };
         let (client, _) = app
-            .state
-            .provider
-            .create_client(spec, app.state.clock.now())
-            .await
-            .unwrap();
+            .register_client("Backend", REDIRECT, |spec| {
+                spec.auth_method = gotthard::oidc::ClientAuthMethod::PrivateKeyJwt;
+                spec.jwks = Some(jwks.to_string());
+            })
+            .await;
         let now = app.state.clock.now().unix_timestamp();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some("k1".into());

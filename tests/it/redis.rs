@@ -129,23 +129,9 @@ async fn without_redis_each_instance_counts_for_itself_and_nothing_fails() {
 
 /// A client-credentials token of a new client of `app`, and the client's credentials.
 async fn machine_token(app: &TestApp) -> (String, String, String) {
-    let spec = gotthard::oidc::ClientSpec {
-        name: "Billing".into(),
-        auth_method: gotthard::oidc::ClientAuthMethod::ClientSecretBasic,
-        jwks: None,
-        redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
-        post_logout_redirect_uris: vec![],
-        backchannel_logout_uri: None,
-        first_party: true,
-        require_pkce: false,
-        id_token_alg: gotthard::tokens::SigningAlg::Rs256,
-    };
     let (client, secret) = app
-        .state
-        .provider
-        .create_client(spec, app.state.clock.now())
-        .await
-        .unwrap();
+        .register_client("Billing", "http://127.0.0.1:9/callback", |_| {})
+        .await;
     let secret = secret.unwrap();
     let body: serde_json::Value = reqwest::Client::new()
         .post(app.url("/oauth2/token"))

@@ -1198,23 +1198,9 @@ async fn a_relying_app_signs_in_an_sso_user_and_hears_amr_fed() {
     for db in databases().await {
         let sso = setup(&db, true, false).await;
         let app = &sso.app;
-        let spec = gotthard::oidc::ClientSpec {
-            name: "Webmail".into(),
-            auth_method: gotthard::oidc::ClientAuthMethod::ClientSecretBasic,
-            jwks: None,
-            redirect_uris: vec![REDIRECT.into()],
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
-            first_party: true,
-            require_pkce: true,
-            id_token_alg: gotthard::tokens::SigningAlg::Rs256,
-        };
         let (client, secret) = app
-            .state
-            .provider
-            .create_client(spec, app.state.clock.now())
-            .await
-            .unwrap();
+            .register_client("Webmail", REDIRECT, |spec| spec.require_pkce = true)
+            .await;
         let username = "rp@contoso.example";
         sso.entra.add_user(username, Some(username), "Rp");
 

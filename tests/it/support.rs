@@ -197,6 +197,34 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Registers a client with the provider: confidential (`client_secret_basic`), first
+    /// party, RS256 ID tokens, redirecting to `redirect`, as `adjust` leaves the spec. The
+    /// client and its secret (public clients have none).
+    pub async fn register_client(
+        &self,
+        name: &str,
+        redirect: &str,
+        adjust: impl FnOnce(&mut gotthard::oidc::ClientSpec),
+    ) -> (gotthard::oidc::Client, Option<String>) {
+        let mut spec = gotthard::oidc::ClientSpec {
+            name: name.to_string(),
+            auth_method: gotthard::oidc::ClientAuthMethod::ClientSecretBasic,
+            jwks: None,
+            redirect_uris: vec![redirect.to_string()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            first_party: true,
+            require_pkce: false,
+            id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+        };
+        adjust(&mut spec);
+        self.state
+            .provider
+            .create_client(spec, self.state.clock.now())
+            .await
+            .unwrap()
+    }
+
     /// The CSRF token of the client's session for API calls (`X-CSRF-Token`).
     pub async fn api_csrf(&self, client: &reqwest::Client) -> String {
         let body: serde_json::Value = client
