@@ -1,6 +1,7 @@
-//! The shared cache of several instances (Redis), when configured. Every use degrades to
-//! the in-process answer while Redis is unreachable: a lost Redis slows nothing down and
-//! loses nothing, since SQL holds everything that must survive.
+//! What several instances share through Redis, when configured: sign-in rate-limit counters
+//! and the revocation feed. Every use degrades while Redis is unreachable (counters per
+//! instance; bearer checks read from the database instead of memory): a lost Redis loses
+//! nothing, since SQL holds everything that must survive.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -192,16 +193,17 @@ async fn listen(
         // Announcements made while not subscribed are lost: forget everything remembered.
         revocations.bump();
         let mut messages = pubsub.on_message();
-        // Silence as long as FEED_SILENCE (heartbeats come every FEED_HEARTBEAT) or a closed
-        // stream ends this subscription.
+        // A closed stream, or no message at all for FEED_SILENCE (heartbeats come every
+        // FEED_HEARTBEAT), ends this subscription.
         while let Ok(Some(message)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
             let payload: String = message.get_payload().unwrap_or_default();
-            if let Some(from) = payload.strip_prefix("revoked:")
-                && from != me
-            {
+            let (kind, from) = payload.split_once(':').unwrap_or_default();
+            if from == me {
+                // Our own message came back: publishing and subscription both work.
+                feed.heard();
+            } else if kind == "revoked" {
                 revocations.bump();
             }
-            feed.heard();
         }
         feed.deaf();
         tracing::warn!(
