@@ -90,9 +90,25 @@ pub struct Services {
     pub sso: SsoConnections,
     /// The relying party towards those tenants.
     pub federation: Federation,
+    /// Redis, when several instances share it.
+    pub shared: Option<SharedCache>,
 }
 
 impl AppState {
+    /// For short-lived processes (the CLI): tells running instances, before the process
+    /// exits, that it revoked something (deleted a client, ended sessions), so they drop what
+    /// they remember now rather than within 5 s. A server's own feed does this as it goes.
+    pub async fn announce_revocations(&self) {
+        if let Some(shared) = &self.shared
+            && self.store.revocations().any_here()
+            && !shared.announce_revocation().await
+        {
+            tracing::warn!(
+                "Redis unreachable: running instances may trust what this command revoked for up to 5 s"
+            );
+        }
+    }
+
     /// Opens the database (running migrations), the keys and the hashing pool.
     pub async fn open(config: Config, hash_threads: usize) -> anyhow::Result<Self> {
         let keyring = Keyring::load_or_create(&config.keys.dir)?;
@@ -171,9 +187,10 @@ impl AppState {
                 // Without Redis, Gotthard runs as one instance (DESIGN: Scaling out).
                 match &shared {
                     None => CacheScope::SingleInstance,
-                    Some(shared) => CacheScope::Shared(
-                        shared.start_revocation_feed(store.revocations().clone()),
-                    ),
+                    // Started by `serve`: commands need not listen (they announce on exit).
+                    Some(shared) => {
+                        CacheScope::Shared(shared.revocation_feed(store.revocations().clone()))
+                    }
                 },
             ),
             backchannel: Arc::new(tokio::sync::Notify::new()),
@@ -188,7 +205,8 @@ impl AppState {
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
-            rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared)),
+            rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared.clone())),
+            shared,
             clock,
             config: Arc::new(config),
         })))
@@ -311,6 +329,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.provider.start_revocation_feed();
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let mail = tokio::spawn(send_mail(state.clone()));
     let logouts = tokio::spawn(send_logouts(state.clone()));

@@ -256,9 +256,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
-        Command::User(command) => user(command, config).await,
-        Command::Org(command) => org(command, config).await,
-        Command::Client(command) => client(command, config).await,
+        Command::User(command) => {
+            let state = AppState::open(config, 1).await?;
+            let done = user(command, &state).await;
+            state.announce_revocations().await;
+            done
+        }
+        Command::Org(command) => {
+            let state = AppState::open(config, 1).await?;
+            let done = org(command, &state).await;
+            state.announce_revocations().await;
+            done
+        }
+        Command::Client(command) => {
+            let state = AppState::open(config, 1).await?;
+            let done = client(command, &state).await;
+            state.announce_revocations().await;
+            done
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let kids = gotthard::tokens::signing::rotate(
                 &config.keys.dir,
@@ -300,8 +315,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
-    let state = AppState::open(config, 1).await?;
+async fn user(command: UserCommand, state: &AppState) -> anyhow::Result<()> {
     match command {
         UserCommand::Create {
             email,
@@ -363,8 +377,7 @@ async fn user(command: UserCommand, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
-    let state = AppState::open(config, 1).await?;
+async fn org(command: OrgCommand, state: &AppState) -> anyhow::Result<()> {
     let now = state.clock.now();
     match command {
         OrgCommand::Create { name } => {
@@ -381,7 +394,7 @@ async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
             }
         }
         OrgCommand::RemoveMember { org, email } => {
-            let found = find_org(&state, &org).await?;
+            let found = find_org(state, &org).await?;
             let normalized = gotthard::accounts::normalize_email(&email)
                 .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
             let user = state
@@ -400,7 +413,7 @@ async fn org(command: OrgCommand, config: Config) -> anyhow::Result<()> {
                 println!("{normalized} was not a member of {}", found.name);
             }
         }
-        OrgCommand::Sso(command) => sso(&state, command).await?,
+        OrgCommand::Sso(command) => sso(state, command).await?,
     }
     Ok(())
 }
@@ -527,10 +540,9 @@ async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(command: ClientCommand, config: Config) -> anyhow::Result<()> {
+async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> {
     use gotthard::oidc::{ClientAuthMethod, ClientSpec};
     use gotthard::tokens::SigningAlg;
-    let state = AppState::open(config, 1).await?;
     let now = state.clock.now();
     match command {
         ClientCommand::Create {

@@ -271,6 +271,13 @@ impl Provider {
         }
     }
 
+    /// Starts listening to other instances' revocations (servers; with Redis only).
+    pub fn start_revocation_feed(&self) {
+        if let CacheScope::Shared(feed) = &self.checks.scope {
+            feed.start();
+        }
+    }
+
     /// Whether bearer checks may be remembered now (always on one instance; with Redis,
     /// while the revocation feed is whole).
     pub fn remembers_token_checks(&self) -> bool {

@@ -121,8 +121,12 @@ const FEED_SILENCE: Duration = Duration::from_millis(1_500);
 #[derive(Clone)]
 pub struct RevocationFeed {
     started: Instant,
-    /// Milliseconds after `started` of the last message heard; 0 = not listening.
+    /// Milliseconds after `started` of the last own message heard; 0 = not listening.
     heard_at: Arc<AtomicU64>,
+    shared: SharedCache,
+    revocations: Arc<Revocations>,
+    /// This instance on the channel.
+    me: String,
 }
 
 impl RevocationFeed {
@@ -147,37 +151,56 @@ impl RevocationFeed {
 }
 
 impl SharedCache {
-    /// Starts announcing this instance's revocations and listening to the others'.
-    pub fn start_revocation_feed(&self, revocations: Arc<Revocations>) -> RevocationFeed {
-        let feed = RevocationFeed {
+    /// The revocation feed of this instance's `revocations`; silent (and so vouching for
+    /// nothing) until [`RevocationFeed::start`], which servers call and commands do not.
+    pub fn revocation_feed(&self, revocations: Arc<Revocations>) -> RevocationFeed {
+        RevocationFeed {
             started: Instant::now(),
             heard_at: Arc::new(AtomicU64::new(0)),
+            shared: self.clone(),
+            revocations,
+            me: uuid::Uuid::now_v7().simple().to_string(),
+        }
+    }
+
+    fn revocation_channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+}
+
+impl RevocationFeed {
+    /// Starts announcing this instance's revocations and listening to the others'.
+    pub fn start(&self) {
+        tokio::spawn(listen(self.clone()));
+        tokio::spawn(announce(self.clone()));
+    }
+}
+
+impl SharedCache {
+    /// Announces a revocation once, on a connection of its own (the background one may not
+    /// be up yet in a short-lived process); whether Redis took it.
+    pub async fn announce_revocation(&self) -> bool {
+        let channel = self.revocation_channel();
+        let payload = format!("revoked:{}", uuid::Uuid::now_v7().simple());
+        let publish = async {
+            let mut connection = self.client.get_multiplexed_async_connection().await?;
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&channel).arg(&payload);
+            publish.query_async::<i64>(&mut connection).await
         };
-        let channel = format!("{}revocations", self.prefix);
-        let me = uuid::Uuid::now_v7().simple().to_string();
-        tokio::spawn(listen(
-            self.client.clone(),
-            channel.clone(),
-            me.clone(),
-            revocations.clone(),
-            feed.clone(),
-        ));
-        tokio::spawn(announce(self.clone(), channel, me, revocations));
-        feed
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), publish).await,
+            Ok(Ok(_))
+        )
     }
 }
 
 /// Subscribes (again after any failure) and moves the epoch on others' revocations.
-async fn listen(
-    client: redis::Client,
-    channel: String,
-    me: String,
-    revocations: Arc<Revocations>,
-    feed: RevocationFeed,
-) {
+async fn listen(feed: RevocationFeed) {
+    let channel = feed.shared.revocation_channel();
     loop {
         let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = feed.shared.client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
@@ -191,18 +214,18 @@ async fn listen(
             Err(_) => continue,
         };
         // Announcements made while not subscribed are lost: forget everything remembered.
-        revocations.bump();
+        feed.revocations.bump();
         let mut messages = pubsub.on_message();
         // A closed stream, or no message at all for FEED_SILENCE (heartbeats come every
         // FEED_HEARTBEAT), ends this subscription.
         while let Ok(Some(message)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
             let payload: String = message.get_payload().unwrap_or_default();
             let (kind, from) = payload.split_once(':').unwrap_or_default();
-            if from == me {
+            if from == feed.me {
                 // Our own message came back: publishing and subscription both work.
                 feed.heard();
             } else if kind == "revoked" {
-                revocations.bump();
+                feed.revocations.bump();
             }
         }
         feed.deaf();
@@ -213,19 +236,20 @@ async fn listen(
 }
 
 /// Publishes this instance's revocations (retrying until Redis takes them) and heartbeats.
-async fn announce(cache: SharedCache, channel: String, me: String, revocations: Arc<Revocations>) {
+async fn announce(feed: RevocationFeed) {
+    let channel = feed.shared.revocation_channel();
     let mut pending = false;
     loop {
         tokio::select! {
-            () = revocations.committed_here() => pending = true,
+            () = feed.revocations.committed_here() => pending = true,
             () = tokio::time::sleep(FEED_HEARTBEAT) => {}
         }
         let payload = if pending {
-            format!("revoked:{me}")
+            format!("revoked:{}", feed.me)
         } else {
-            format!("alive:{me}")
+            format!("alive:{}", feed.me)
         };
-        let Some(mut connection) = cache.connection() else {
+        let Some(mut connection) = feed.shared.connection() else {
             continue;
         };
         let mut publish = redis::cmd("PUBLISH");

@@ -34,6 +34,8 @@ pub use oidc::OidcStore;
 #[derive(Debug, Default)]
 pub struct Revocations {
     epoch: std::sync::atomic::AtomicU64,
+    /// Revocations committed by this instance (the epoch also counts others').
+    here: std::sync::atomic::AtomicU64,
     /// Wakes the announcer after a revocation committed here.
     committed_here: tokio::sync::Notify,
 }
@@ -45,8 +47,14 @@ impl Revocations {
 
     /// After the commit of a write of this instance that can end a token.
     pub(crate) fn note(&self) {
+        self.here.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.bump();
         self.committed_here.notify_one();
+    }
+
+    /// Whether this instance has committed a revocation since it started.
+    pub fn any_here(&self) -> bool {
+        self.here.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// A revocation elsewhere (or one that may have been missed): void what is cached.

@@ -6,8 +6,19 @@ use std::process::{Command, Output, Stdio};
 use crate::support::{PASSWORD, TestDb, databases};
 
 pub fn gotthard(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+    gotthard_with(db, args, stdin, &[])
+}
+
+/// `gotthard` with more environment (settings as `GOTTHARD_…` variables).
+pub fn gotthard_with(
+    db: &TestDb,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gotthard"))
         .args(args)
+        .envs(env.iter().copied())
         .env("GOTTHARD_DATA_DIR", db.dir.path().join("data"))
         .env("GOTTHARD_KEYS__DIR", db.dir.path().join("keys"))
         .env("GOTTHARD_DATABASE__URL", &db.url)

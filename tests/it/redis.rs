@@ -372,3 +372,40 @@ async fn an_instance_cut_off_from_redis_stops_remembering_and_resumes_when_it_is
         (200, true)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_deleted_from_the_command_line_is_refused_at_once_by_running_instances() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("gotthard-test-{}:", uuid::Uuid::now_v7().simple());
+    let db = sqlite_db();
+    let settings = [
+        ("redis.url", url.as_str()),
+        ("redis.prefix", prefix.as_str()),
+    ];
+    let app = TestApp::start_with(&db, &settings).await;
+    assert!(within(5, || app.state.provider.remembers_token_checks()).await);
+    let token = machine_token(&app).await;
+    for _ in 0..2 {
+        assert_eq!(
+            with_token(&app, "/oauth2/introspect", &token).await,
+            (200, true)
+        );
+    }
+    // The command runs in a process of its own and exits at once.
+    let env = [
+        ("GOTTHARD_REDIS__URL", url.as_str()),
+        ("GOTTHARD_REDIS__PREFIX", prefix.as_str()),
+    ];
+    let args = ["client", "delete", "--id", token.0.as_str()];
+    let deleted = tokio::task::block_in_place(|| crate::cli::gotthard_with(&db, &args, None, &env));
+    assert!(deleted.status.success(), "{}", crate::cli::stderr(&deleted));
+    // The app remembered the client for up to 5 s; the command's announcement voids that.
+    let started = std::time::Instant::now();
+    while with_token(&app, "/oauth2/introspect", &token).await.0 != 401 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "the deleted client still authenticates 1 s after the command"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
