@@ -127,8 +127,15 @@ async fn without_redis_each_instance_counts_for_itself_and_nothing_fails() {
     );
 }
 
-/// A client-credentials token of a new client of `app`, and the client's credentials.
-async fn machine_token(app: &TestApp) -> (String, String, String) {
+/// A client-credentials token and the credentials of the client it was issued to.
+struct MachineToken {
+    client_id: String,
+    secret: String,
+    token: String,
+}
+
+/// A client-credentials token of a new client of `app`.
+async fn machine_token(app: &TestApp) -> MachineToken {
     let (client, secret) = app
         .register_client("Billing", "http://127.0.0.1:9/callback", |_| {})
         .await;
@@ -144,15 +151,20 @@ async fn machine_token(app: &TestApp) -> (String, String, String) {
         .await
         .unwrap();
     let token = body["access_token"].as_str().unwrap().to_string();
-    (client.id, secret, token)
+    MachineToken {
+        client_id: client.id,
+        secret,
+        token,
+    }
 }
 
-/// `POST path` with the client's Basic credentials and `token=…`; the status and JSON.
-async fn with_token(app: &TestApp, path: &str, client: &(String, String, String)) -> (u16, bool) {
+/// `POST path` with the client's Basic credentials and `token=…`: the status, and whether
+/// the answer says `"active": true` (introspection).
+async fn with_token(app: &TestApp, path: &str, machine: &MachineToken) -> (u16, bool) {
     let response = reqwest::Client::new()
         .post(app.url(path))
-        .basic_auth(&client.0, Some(&client.1))
-        .form(&[("token", &client.2)])
+        .basic_auth(&machine.client_id, Some(&machine.secret))
+        .form(&[("token", &machine.token)])
         .send()
         .await
         .unwrap();
@@ -396,7 +408,7 @@ async fn a_client_deleted_from_the_command_line_is_refused_at_once_by_running_in
         ("GOTTHARD_REDIS__URL", url.as_str()),
         ("GOTTHARD_REDIS__PREFIX", prefix.as_str()),
     ];
-    let args = ["client", "delete", "--id", token.0.as_str()];
+    let args = ["client", "delete", "--id", token.client_id.as_str()];
     let deleted = tokio::task::block_in_place(|| crate::cli::gotthard_with(&db, &args, None, &env));
     assert!(deleted.status.success(), "{}", crate::cli::stderr(&deleted));
     // The app remembered the client for up to 5 s; the command's announcement voids that.
