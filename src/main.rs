@@ -38,6 +38,16 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    #[command(flatten)]
+    Operate(Operation),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// The commands that change the database and exit (shown beside the others in `--help`).
+#[derive(Subcommand)]
+enum Operation {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -47,9 +57,6 @@ enum Command {
     /// Manage relying applications (OAuth 2.0 / OpenID Connect clients).
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Manage token signing keys.
-    #[command(subcommand)]
-    Keys(KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -256,21 +263,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
-        Command::User(command) => {
+        Command::Operate(operation) => {
             let state = AppState::open(config, 1).await?;
-            let done = user(command, &state).await;
-            state.announce_revocations().await;
-            done
-        }
-        Command::Org(command) => {
-            let state = AppState::open(config, 1).await?;
-            let done = org(command, &state).await;
-            state.announce_revocations().await;
-            done
-        }
-        Command::Client(command) => {
-            let state = AppState::open(config, 1).await?;
-            let done = client(command, &state).await;
+            let done = match operation {
+                Operation::User(command) => user(command, &state).await,
+                Operation::Org(command) => org(command, &state).await,
+                Operation::Client(command) => client(command, &state).await,
+            };
+            // Also after a failure: what was committed before it counts.
             state.announce_revocations().await;
             done
         }
