@@ -108,8 +108,8 @@ impl SharedCache {
     }
 }
 
-/// How often each instance says it is alive on the revocation channel; hearing nothing
-/// (not even its own heartbeat) for [`FEED_SILENCE`] means announcements may be lost.
+/// How often each instance says it is alive on the revocation channel; not hearing its own
+/// messages back for [`FEED_SILENCE`] means announcements may be lost.
 const FEED_HEARTBEAT: Duration = Duration::from_millis(500);
 const FEED_SILENCE: Duration = Duration::from_millis(1_500);
 
@@ -130,6 +130,12 @@ pub struct RevocationFeed {
 }
 
 impl RevocationFeed {
+    /// Starts announcing this instance's revocations and listening to the others'.
+    pub fn start(&self) {
+        tokio::spawn(listen(self.clone()));
+        tokio::spawn(announce(self.clone()));
+    }
+
     /// Whether every revocation announced by any instance reaches this one now.
     pub fn is_live(&self) -> bool {
         let heard = self.heard_at.load(Ordering::Acquire);
@@ -166,33 +172,33 @@ impl SharedCache {
     fn revocation_channel(&self) -> String {
         format!("{}revocations", self.prefix)
     }
-}
 
-impl RevocationFeed {
-    /// Starts announcing this instance's revocations and listening to the others'.
-    pub fn start(&self) {
-        tokio::spawn(listen(self.clone()));
-        tokio::spawn(announce(self.clone()));
-    }
-}
-
-impl SharedCache {
     /// Announces a revocation once, on a connection of its own (the background one may not
     /// be up yet in a short-lived process); whether Redis took it.
     pub async fn announce_revocation(&self) -> bool {
-        let channel = self.revocation_channel();
         let payload = format!("revoked:{}", uuid::Uuid::now_v7().simple());
-        let publish = async {
+        let announced = async {
             let mut connection = self.client.get_multiplexed_async_connection().await?;
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(&channel).arg(&payload);
-            publish.query_async::<i64>(&mut connection).await
+            publish(&mut connection, &self.revocation_channel(), &payload).await
         };
         matches!(
-            tokio::time::timeout(Duration::from_secs(2), publish).await,
-            Ok(Ok(_))
+            tokio::time::timeout(Duration::from_secs(2), announced).await,
+            Ok(Ok(()))
         )
     }
+}
+
+async fn publish(
+    connection: &mut impl redis::aio::ConnectionLike,
+    channel: &str,
+    payload: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async::<i64>(connection)
+        .await
+        .map(drop)
 }
 
 /// Subscribes (again after any failure) and moves the epoch on others' revocations.
@@ -252,10 +258,8 @@ async fn announce(feed: RevocationFeed) {
         let Some(mut connection) = feed.shared.connection() else {
             continue;
         };
-        let mut publish = redis::cmd("PUBLISH");
-        publish.arg(&channel).arg(&payload);
-        let publish = publish.query_async::<i64>(&mut connection);
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), publish).await {
+        let published = publish(&mut connection, &channel, &payload);
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), published).await {
             pending = false;
         }
     }
