@@ -2,7 +2,7 @@
 //! grants of the token endpoint, token checks, introspection, revocation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -10,13 +10,13 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::checks::{CacheScope, TokenChecks};
 use super::claims::{self, AccessClaims, JwtRefused};
 use super::model::*;
 use crate::accounts::User;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::config::OidcConfig;
 use crate::sessions::{Session, SessionPolicy};
-use crate::store::cache::RevocationFeed;
 use crate::store::{Store, StoreError};
 use crate::tokens::{OpaqueToken, SigningAlg, SigningKeys, TokenDigest};
 
@@ -143,84 +143,6 @@ pub enum AuthorizeStep {
     Issue,
 }
 
-/// Bearer checks remembered by this instance: verified signatures (facts that never change)
-/// and the liveness of tokens and registered clients until the next revocation
-/// ([`crate::store::Revocations`]). On a single instance every revocation is this
-/// instance's own; with several (Redis), the others' arrive through the
-/// [`RevocationFeed`], and nothing is remembered while the feed cannot vouch for that.
-struct TokenChecks {
-    verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
-    live: Mutex<HashMap<String, Remembered<AccessTokenState>>>,
-    clients: Mutex<HashMap<String, Remembered<Client>>>,
-    revocations: Arc<crate::store::Revocations>,
-    scope: CacheScope,
-}
-
-/// Who can revoke what this instance remembers.
-#[derive(Clone)]
-pub enum CacheScope {
-    /// One instance (no Redis): only this process.
-    SingleInstance,
-    /// Several instances: revocations elsewhere come through the feed.
-    Shared(RevocationFeed),
-}
-
-struct Remembered<T> {
-    epoch: u64,
-    at: std::time::Instant,
-    value: T,
-}
-
-/// Entries kept per cache; a full cache starts over (tokens live minutes).
-const TOKEN_CACHE_ENTRIES: usize = 10_000;
-
-/// A remembered liveness is read again after this long even when no revocation was heard:
-/// the bound on staleness if an instance commits a revocation it cannot announce.
-const REMEMBER_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl TokenChecks {
-    fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
-        if let Ok(mut map) = map.lock() {
-            if map.len() >= TOKEN_CACHE_ENTRIES {
-                map.clear();
-            }
-            map.insert(key, value);
-        }
-    }
-
-    /// The epoch to read and remember under, or `None` when nothing may be remembered now.
-    /// Read before the database, so a revocation committed meanwhile voids what is stored.
-    fn epoch(&self) -> Option<u64> {
-        match &self.scope {
-            CacheScope::SingleInstance => Some(self.revocations.epoch()),
-            CacheScope::Shared(feed) => feed.is_live().then(|| self.revocations.epoch()),
-        }
-    }
-
-    fn recall<V: Clone>(
-        map: &Mutex<HashMap<String, Remembered<V>>>,
-        key: &str,
-        epoch: Option<u64>,
-    ) -> Option<V> {
-        let epoch = epoch?;
-        let map = map.lock().ok()?;
-        let entry = map.get(key)?;
-        (entry.epoch == epoch && entry.at.elapsed() < REMEMBER_AT_MOST).then(|| entry.value.clone())
-    }
-
-    fn keep<V>(
-        map: &Mutex<HashMap<String, Remembered<V>>>,
-        key: &str,
-        epoch: Option<u64>,
-        value: V,
-    ) {
-        if let Some(epoch) = epoch {
-            let at = std::time::Instant::now();
-            Self::remember(map, key.to_string(), Remembered { epoch, at, value });
-        }
-    }
-}
-
 /// The provider service.
 #[derive(Clone)]
 pub struct Provider {
@@ -254,13 +176,7 @@ impl Provider {
         let authorization_server = serde_json::to_vec(&metadata).unwrap_or_default().into();
         Self {
             issues: super::issue_log::IssueLog::start(store.clone()),
-            checks: Arc::new(TokenChecks {
-                verified: Mutex::default(),
-                live: Mutex::default(),
-                clients: Mutex::default(),
-                revocations: store.revocations().clone(),
-                scope: cache_scope,
-            }),
+            checks: Arc::new(TokenChecks::new(store.revocations().clone(), cache_scope)),
             store,
             keys,
             issuer,
@@ -273,9 +189,7 @@ impl Provider {
 
     /// Starts listening to other instances' revocations (servers; with Redis only).
     pub fn start_revocation_feed(&self) {
-        if let CacheScope::Shared(feed) = &self.checks.scope {
-            feed.start();
-        }
+        self.checks.start_feed();
     }
 
     /// Whether bearer checks may be remembered now (always on one instance; with Redis,
@@ -344,12 +258,12 @@ impl Provider {
             return Ok(None);
         }
         let epoch = self.checks.epoch();
-        if let Some(client) = TokenChecks::recall(&self.checks.clients, id, epoch) {
+        if let Some(client) = self.checks.client(id, epoch) {
             return Ok(Some(client));
         }
         let client = self.store.client(id).await?;
         if let Some(client) = &client {
-            TokenChecks::keep(&self.checks.clients, id, epoch, client.clone());
+            self.checks.keep_client(id, epoch, client.clone());
         }
         Ok(client)
     }
@@ -1191,14 +1105,8 @@ impl Provider {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(AccessClaims, Option<User>), BearerError> {
-        let digest = TokenDigest::of(token).0;
-        let cached = self
-            .checks
-            .verified
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&digest).cloned());
-        let claims = match cached {
+        let digest = TokenDigest::of(token);
+        let claims = match self.checks.verified(&digest) {
             Some(claims) => claims,
             None => {
                 let claims: AccessClaims = claims::verify_own(
@@ -1210,7 +1118,7 @@ impl Provider {
                     Some(now),
                 )
                 .map_err(BearerError::Invalid)?;
-                TokenChecks::remember(&self.checks.verified, digest, claims.clone());
+                self.checks.keep_verified(digest, claims.clone());
                 claims
             }
         };
@@ -1224,7 +1132,7 @@ impl Provider {
             None => None,
         };
         let epoch = self.checks.epoch();
-        let state = match TokenChecks::recall(&self.checks.live, &claims.jti, epoch) {
+        let state = match self.checks.liveness(&claims.jti, epoch) {
             Some(state) => state,
             None => {
                 let state = self
@@ -1232,7 +1140,7 @@ impl Provider {
                     .access_token_state(&claims.jti, grant_id)
                     .await
                     .map_err(BearerError::Store)?;
-                TokenChecks::keep(&self.checks.live, &claims.jti, epoch, state.clone());
+                self.checks.keep_liveness(&claims.jti, epoch, state.clone());
                 state
             }
         };
