@@ -78,7 +78,7 @@ async fn write(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
         }
         let store = store.clone();
         tokio::spawn(async move {
-            let records: Vec<IssueRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let (records, replies): (Vec<IssueRecord>, Vec<_>) = batch.into_iter().unzip();
             let stored = match store.record_issues(&records).await {
                 Ok(()) => true,
                 Err(err) => {
@@ -87,7 +87,7 @@ async fn write(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
                 }
             };
             drop(permit);
-            for (_, done) in batch {
+            for done in replies {
                 let _ = done.send(stored);
             }
         });
