@@ -32,6 +32,7 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub setup: SetupConfig,
     pub oidc: OidcConfig,
+    pub sso: SsoConfig,
     pub log: LogConfig,
 }
 
@@ -144,6 +145,28 @@ impl OidcConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    /// `ip:port` of the DNS server asked for domain challenges; empty: the system's.
+    pub dns_server: String,
+    pub dns_timeout_secs: u64,
+    pub domain_recheck_hours: i64,
+    pub domain_withdraw_after: i32,
+    /// Hosts an instance administrator may point an SSO authority at although they resolve
+    /// to private, loopback or link-local addresses.
+    pub authority_allow_hosts: Vec<String>,
+    /// Largest discovery, JWKS or token answer read from an SSO authority.
+    pub upstream_body_limit_bytes: usize,
+}
+
+impl SsoConfig {
+    /// The DNS server of `dns_server`, `None` for the system's (checked by `validate`).
+    pub fn dns_server(&self) -> Option<SocketAddr> {
+        self.dns_server.trim().parse().ok()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -156,6 +179,47 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+}
+
+impl SsoConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.dns_server.trim().is_empty() && self.dns_server().is_none() {
+            return Err(invalid(
+                "sso.dns_server",
+                "GOTTHARD_SSO__DNS_SERVER",
+                "must be `ip:port` (e.g. `127.0.0.1:53`) or empty for the system's resolver",
+            ));
+        }
+        if !(1..=30).contains(&self.dns_timeout_secs) {
+            return Err(invalid(
+                "sso.dns_timeout_secs",
+                "GOTTHARD_SSO__DNS_TIMEOUT_SECS",
+                "must be between 1 and 30",
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.domain_recheck_hours) {
+            return Err(invalid(
+                "sso.domain_recheck_hours",
+                "GOTTHARD_SSO__DOMAIN_RECHECK_HOURS",
+                "must be between 1 and 720",
+            ));
+        }
+        if !(1..=100).contains(&self.domain_withdraw_after) {
+            return Err(invalid(
+                "sso.domain_withdraw_after",
+                "GOTTHARD_SSO__DOMAIN_WITHDRAW_AFTER",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(4096..=16 << 20).contains(&self.upstream_body_limit_bytes) {
+            return Err(invalid(
+                "sso.upstream_body_limit_bytes",
+                "GOTTHARD_SSO__UPSTREAM_BODY_LIMIT_BYTES",
+                "must be between 4096 and 16777216",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Names the key of a figment error as the config file spells it and as its environment
@@ -370,6 +434,7 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        self.sso.validate()?;
         let lockout = &self.lockout;
         if !(1..=1000).contains(&lockout.min_threshold) {
             return Err(invalid(

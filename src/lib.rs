@@ -14,6 +14,7 @@ pub mod mail;
 pub mod oidc;
 pub mod ops;
 pub mod orgs;
+pub mod outbound;
 pub mod sessions;
 pub mod store;
 pub mod tokens;
@@ -41,11 +42,12 @@ use crate::accounts::{
 use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
-use crate::federation::{Federation, UpstreamSecrets};
+use crate::federation::{Discovery, Federation, UpstreamSecrets};
 use crate::mail::Mailer;
 use crate::oidc::{CacheScope, Provider};
 use crate::ops::Metrics;
-use crate::orgs::{Orgs, SsoConnections};
+use crate::orgs::{DnsChallenges, OrgDomains, Orgs, RecheckPolicy, SsoConnections};
+use crate::outbound::AllowedHosts;
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
@@ -88,6 +90,8 @@ pub struct Services {
     pub clock: Clock,
     /// Organizations' SSO connections (Entra ID tenants).
     pub sso: SsoConnections,
+    /// Organizations' e-mail domains and their verification.
+    pub domains: OrgDomains,
     /// The relying party towards those tenants.
     pub federation: Federation,
     /// Redis, when several instances share it.
@@ -165,16 +169,30 @@ impl AppState {
             touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
         };
         let secrets = Arc::new(UpstreamSecrets::load_or_create(&config.keys.dir)?);
-        let sso = SsoConnections::new(store.clone(), secrets.clone());
+        let allowed = AllowedHosts::new(&config.sso.authority_allow_hosts);
+        let sso = SsoConnections::new(store.clone(), secrets.clone(), allowed.clone());
+        let domains = OrgDomains::new(
+            store.clone(),
+            Arc::new(DnsChallenges::new(
+                config.sso.dns_server(),
+                Duration::from_secs(config.sso.dns_timeout_secs),
+            )),
+            RecheckPolicy {
+                every: time::Duration::hours(config.sso.domain_recheck_hours),
+                withdraw_after: config.sso.domain_withdraw_after,
+            },
+        );
         let federation = Federation::new(
             store.clone(),
             sso.clone(),
             accounts.clone(),
             secrets,
             &config.issuer,
+            Discovery::new(allowed, config.sso.upstream_body_limit_bytes)?,
         )?;
         Ok(Self(Arc::new(Services {
             sso,
+            domains,
             federation,
             mailer,
             sessions: Sessions::new(store.clone(), session_policy, mail_context),
@@ -408,6 +426,9 @@ async fn maintenance(state: AppState) {
         }
         if let Err(err) = state.federation.prune(state.clock.now()).await {
             tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
+        }
+        if let Err(err) = state.domains.recheck_due(state.clock.now()).await {
+            tracing::warn!(error = %err, "domain re-checks failed; retrying later");
         }
         match state.activity.prune(state.clock.now()).await {
             Ok(0) => {}

@@ -92,6 +92,10 @@ enum ClientCommand {
         /// RS256 (default), ES256 or EdDSA.
         #[arg(long, default_value = "RS256")]
         id_token_alg: String,
+        /// May ask for the `admin` scope (administration through the API; the user is asked
+        /// each time, even for a first-party client).
+        #[arg(long)]
+        admin_scope: bool,
     },
     /// List clients.
     List,
@@ -162,6 +166,28 @@ enum OrgCommand {
     /// The organization's SSO connection (Microsoft Entra ID).
     #[command(subcommand)]
     Sso(SsoCommand),
+    /// The organization's e-mail domains and their verification (DNS TXT record).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// List the domains, verified or not, with the TXT record that verifies them.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Look the domain's `_gotthard-challenge` TXT record up now and mark it verified; with
+    /// `--without-dns` the operator vouches for it instead (it is then never re-checked).
+    Verify {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        without_dns: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -414,6 +440,44 @@ async fn org(command: OrgCommand, state: &AppState) -> anyhow::Result<()> {
             }
         }
         OrgCommand::Sso(command) => sso(state, command).await?,
+        OrgCommand::Domain(command) => domain(state, command).await?,
+    }
+    Ok(())
+}
+
+async fn domain(state: &AppState, command: DomainCommand) -> anyhow::Result<()> {
+    let client = gotthard::audit::ClientInfo::new("cli", "gotthard org domain");
+    let now = state.clock.now();
+    match command {
+        DomainCommand::List { org } => {
+            let found = find_org(state, &org).await?;
+            for d in state.domains.list(found.id).await? {
+                let record = state.domains.challenge(found.id, &d.domain, now).await?;
+                let status = d.verified.map_or("unverified", |(_, proof)| proof.as_str());
+                println!(
+                    "{}\t{status}\t{} TXT \"{}\"",
+                    d.domain, record.name, record.value
+                );
+            }
+        }
+        DomainCommand::Verify {
+            org,
+            domain,
+            without_dns,
+        } => {
+            let found = find_org(state, &org).await?;
+            let verified = if without_dns {
+                state.domains.vouch(found.id, &domain, &client, now).await
+            } else {
+                let operator = gotthard::orgs::DomainEditor::Operator;
+                let verified = state
+                    .domains
+                    .verify(found.id, &domain, operator, &client, now);
+                verified.await
+            };
+            let verified = verified.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{} is verified for {}", verified.domain, found.name);
+        }
     }
     Ok(())
 }
@@ -556,6 +620,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
             auth_method,
             jwks,
             id_token_alg,
+            admin_scope,
         } => {
             let auth_method = if public {
                 ClientAuthMethod::None
@@ -582,6 +647,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
                 require_pkce,
                 id_token_alg: SigningAlg::parse(&id_token_alg)
                     .ok_or_else(|| anyhow::anyhow!("unknown --id-token-alg {id_token_alg}"))?,
+                admin_scope,
             };
             let (client, secret) = state.provider.create_client(spec, now).await?;
             let mut out = serde_json::json!({ "client_id": client.id, "name": client.name });

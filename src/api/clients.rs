@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::me::ApiJson;
-use super::{ApiError, Caller, Problem};
+use super::{AdminCaller, ApiError, Caller, Problem};
 use crate::AppState;
 use crate::oidc::{Client, ClientAuthMethod, ClientSpec, ClientSpecError, Consent};
 use crate::tokens::SigningAlg;
@@ -26,6 +26,8 @@ pub struct ClientView {
     pub first_party: bool,
     pub require_pkce: bool,
     pub id_token_signed_response_alg: String,
+    /// May ask for the `admin` scope (the user is asked each time).
+    pub admin_scope: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Only in the answer to the creation, never again.
@@ -45,6 +47,7 @@ impl ClientView {
             first_party: client.first_party,
             require_pkce: client.require_pkce,
             id_token_signed_response_alg: client.id_token_alg.as_str().to_string(),
+            admin_scope: client.admin_scope,
             created_at: client.created_at,
             client_secret: secret,
         }
@@ -77,6 +80,10 @@ pub struct ClientCreate {
     pub require_pkce: bool,
     /// `RS256` (default), `ES256` or `EdDSA`.
     pub id_token_signed_response_alg: Option<String>,
+    /// Allow the client to ask for the `admin` scope (administration through the API; the
+    /// user is asked each time).
+    #[serde(default)]
+    pub admin_scope: bool,
 }
 
 fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
@@ -95,7 +102,7 @@ fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
 ))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
 ) -> Result<Json<ClientList>, ApiError> {
     require_instance_admin(&caller)?;
     let clients = state.store.list_clients().await?;
@@ -113,7 +120,7 @@ pub async fn list(
 ))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ClientCreate>,
 ) -> Result<Response, ApiError> {
@@ -148,6 +155,7 @@ pub async fn create(
         first_party: body.first_party,
         require_pkce: body.require_pkce,
         id_token_alg,
+        admin_scope: body.admin_scope,
     };
     let (client, secret) = state
         .provider
@@ -169,7 +177,7 @@ pub async fn create(
 ))]
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

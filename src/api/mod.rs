@@ -6,6 +6,7 @@
 
 pub mod activity;
 mod clients;
+mod domains;
 mod me;
 mod problem;
 mod security;
@@ -60,7 +61,11 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::revoke_consent,
         sso::show,
         sso::update,
-        sso::remove
+        sso::remove,
+        domains::list,
+        domains::add,
+        domains::verify,
+        domains::remove
     ),
     components(schemas(
         Problem,
@@ -86,7 +91,10 @@ use crate::web::{SignedIn, client_info, csrf};
         clients::ConsentList,
         crate::oidc::Consent,
         sso::SsoPut,
-        sso::SsoView
+        sso::SsoView,
+        domains::DomainView,
+        domains::DomainList,
+        domains::DomainAdd
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -128,6 +136,9 @@ pub fn routes() -> Router<AppState> {
             "/orgs/{org}/sso",
             get(sso::show).put(sso::update).delete(sso::remove),
         )
+        .route("/orgs/{org}/domains", get(domains::list).post(domains::add))
+        .route("/orgs/{org}/domains/{domain}", delete(domains::remove))
+        .route("/orgs/{org}/domains/{domain}/verify", post(domains::verify))
 }
 
 async fn openapi() -> Response {
@@ -141,7 +152,8 @@ async fn openapi() -> Response {
     }
 }
 
-/// The signed-in caller of an API route (401 otherwise), and where the call came from.
+/// The signed-in caller of an API route (401 otherwise), and where the call came from. A
+/// bearer token needs `account:read` (reads) or `account:write`: the user's own account.
 pub struct Caller {
     pub me: SignedIn,
     pub client: ClientInfo,
@@ -149,10 +161,37 @@ pub struct Caller {
     pub token: Option<crate::oidc::AccessClaims>,
 }
 
+/// The caller of an administration route: the browser session (whose changes need the CSRF
+/// token), or a bearer token with the `admin` scope (clients, organizations' SSO and
+/// domains, unlocking and ending members' sessions; only clients registered for it may ask
+/// for it, and the user is asked each time) — never `account:write`, which script
+/// in any first-party app could obtain silently for a signed-in administrator.
+pub struct AdminCaller(pub Caller);
+
+impl std::ops::Deref for AdminCaller {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+/// What a bearer token must carry for the route it calls.
+#[derive(Clone, Copy)]
+enum Needs {
+    Account,
+    Admin,
+}
+
 impl Caller {
     /// A caller by bearer token: a live token of a user's session with the scope the
     /// method needs.
-    async fn from_bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Self, ApiError> {
+    async fn from_bearer(
+        parts: &Parts,
+        state: &AppState,
+        token: &str,
+        needs: Needs,
+    ) -> Result<Self, ApiError> {
         let now = state.clock.now();
         let (claims, user) = match state.provider.verify_access_token(token, now).await {
             Ok(found) => found,
@@ -165,10 +204,17 @@ impl Caller {
             parts.method,
             axum::http::Method::GET | axum::http::Method::HEAD
         );
-        let allowed =
-            claims.has_scope("account:write") || (reading && claims.has_scope("account:read"));
-        if !allowed {
-            return Err(ApiError::Forbidden);
+        match needs {
+            Needs::Account
+                if !(claims.has_scope("account:write")
+                    || (reading && claims.has_scope("account:read"))) =>
+            {
+                return Err(ApiError::Forbidden);
+            }
+            Needs::Admin if !claims.has_scope(crate::oidc::ADMIN_SCOPE) => {
+                return Err(ApiError::InsufficientScope(crate::oidc::ADMIN_SCOPE));
+            }
+            _ => {}
         }
         let user_id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
         let session_id = claims
@@ -195,17 +241,13 @@ impl Caller {
             token: Some(claims),
         })
     }
-}
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_parts(parts: &Parts, state: &AppState, needs: Needs) -> Result<Self, ApiError> {
         if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
             let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
             return match value.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Self::from_bearer(parts, state, token.trim()).await
+                    Self::from_bearer(parts, state, token.trim(), needs).await
                 }
                 _ => Err(ApiError::Unauthorized),
             };
@@ -219,6 +261,24 @@ impl FromRequestParts<AppState> for Caller {
             client: client_info(parts, state),
             token: None,
         })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Caller::from_parts(parts, state, Needs::Account).await
+    }
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Caller::from_parts(parts, state, Needs::Admin)
+            .await
+            .map(AdminCaller)
     }
 }
 

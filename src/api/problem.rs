@@ -31,6 +31,12 @@ pub enum ApiError {
     /// Signed in, but this role may not do it.
     #[error("forbidden")]
     Forbidden,
+    /// A bearer token without the scope this call needs (RFC 6750 `insufficient_scope`).
+    #[error("insufficient scope: {0}")]
+    InsufficientScope(&'static str),
+    /// A service this call needs did not answer (DNS, an upstream server): retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("missing or invalid CSRF token")]
     Csrf,
     /// Also for resources of other users: ids cannot be probed.
@@ -127,6 +133,19 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::orgs::DomainError> for ApiError {
+    fn from(err: crate::orgs::DomainError) -> Self {
+        use crate::orgs::DomainError;
+        match err {
+            DomainError::Taken(_) => ApiError::Conflict(err.to_string()),
+            DomainError::NotListed(_) => ApiError::NotFound,
+            DomainError::DnsUnavailable => ApiError::Unavailable(err.to_string()),
+            DomainError::Store(e) => e.into(),
+            other => ApiError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::orgs::OrgAccess> for ApiError {
     fn from(err: crate::orgs::OrgAccess) -> Self {
         match err {
@@ -153,6 +172,31 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                return response;
+            }
+            ApiError::Unavailable(detail) => {
+                let mut response =
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail.as_str()).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return response;
+            }
+            ApiError::InsufficientScope(scope) => {
+                let mut response = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "This call needs a token with the `{scope}` scope, or the signed-in \
+                         browser session with its CSRF token."
+                    ),
+                )
+                .into_response();
+                let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
+                }
                 return response;
             }
             ApiError::Rejected(status, detail) => (*status, detail.as_str()),

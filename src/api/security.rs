@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::me::ApiJson;
-use super::{ApiError, Caller, Problem};
+use super::{AdminCaller, ApiError, Caller, Problem};
 use crate::AppState;
 use crate::accounts::{SecurityError, SecuritySettings};
 
@@ -106,7 +106,7 @@ pub struct MemberList {
     ))]
 pub async fn members(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     Path(org): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<MemberList>, ApiError> {
@@ -141,7 +141,7 @@ pub async fn members(
     ))]
 pub async fn unlock(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

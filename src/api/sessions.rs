@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, Caller, Problem};
+use super::{AdminCaller, ApiError, Caller, Problem};
 use crate::AppState;
 use crate::sessions::{DeviceLabel, EndedBy, Session};
 
@@ -154,7 +154,7 @@ fn ids(values: &[&str]) -> Result<Vec<Uuid>, ApiError> {
     ))]
 pub async fn list_of_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<Json<SessionList>, ApiError> {
     let [org, user] = ids(&[&org, &user])?[..] else {
@@ -185,7 +185,7 @@ pub async fn list_of_member(
     ))]
 pub async fn end_of_member(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     Path((org, user, id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {

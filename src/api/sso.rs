@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::me::ApiJson;
-use super::{ApiError, Caller, Problem};
+use super::{AdminCaller, ApiError, Problem};
 use crate::AppState;
 use crate::orgs::{OrgRole, SsoConnection, SsoEditor, SsoSettings, SsoSettingsError};
 
@@ -86,7 +86,7 @@ impl SsoView {
     }
 }
 
-fn editor(caller: &Caller) -> SsoEditor {
+fn editor(caller: &AdminCaller) -> SsoEditor {
     SsoEditor::Admin {
         user_id: caller.me.user.id,
         instance_admin: caller.me.user.is_admin,
@@ -108,7 +108,7 @@ fn org_id(org: &str) -> Result<Uuid, ApiError> {
     ))]
 pub async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     Path(org): Path<String>,
 ) -> Result<Json<SsoView>, ApiError> {
     let org = org_id(&org)?;
@@ -133,7 +133,7 @@ pub async fn show(
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     Path(org): Path<String>,
     ApiJson(body): ApiJson<SsoPut>,
@@ -190,7 +190,7 @@ pub async fn update(
     ))]
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     headers: HeaderMap,
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -51,11 +51,13 @@ pub enum Action {
     SsoLinked,
     /// An organization's SSO connection was set or removed (recorded for the admin who did it).
     SsoChanged,
+    /// An organization's e-mail domain was added, verified, withdrawn or removed.
+    DomainChanged,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -75,6 +77,7 @@ impl Action {
         Action::ConsentRevoked,
         Action::SsoLinked,
         Action::SsoChanged,
+        Action::DomainChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Action {
             Action::ConsentRevoked => "consent.revoked",
             Action::SsoLinked => "sso.linked",
             Action::SsoChanged => "sso.changed",
+            Action::DomainChanged => "domain.changed",
         }
     }
 }

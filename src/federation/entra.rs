@@ -15,10 +15,12 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, Client, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet,
     IdTokenClaims, IdTokenFields, IdTokenVerifier, IssuerUrl, StandardErrorResponse,
-    StandardTokenResponse, reqwest,
+    StandardTokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use crate::outbound::{AllowedHosts, Outbound};
 
 /// What Entra ID puts in its tokens beyond the standard claims.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -76,24 +78,21 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Discovery documents per issuer, shared by the requests of this instance.
 #[derive(Clone)]
 pub struct Discovery {
-    http: reqwest::Client,
+    http: Outbound,
     cache: Arc<Mutex<HashMap<String, (CoreProviderMetadata, OffsetDateTime)>>>,
 }
 
 impl Discovery {
-    pub fn new() -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            // Redirects are not followed: an answer must come from the configured authority.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()?;
+    /// Requests go to public addresses only (or `allowed` hosts), answers are read up to
+    /// `body_limit` bytes, redirects are not followed.
+    pub fn new(allowed: AllowedHosts, body_limit: usize) -> anyhow::Result<Self> {
         Ok(Self {
-            http,
+            http: Outbound::new(allowed, body_limit, UPSTREAM_TIMEOUT)?,
             cache: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &Outbound {
         &self.http
     }
 

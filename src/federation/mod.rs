@@ -175,13 +175,14 @@ impl Federation {
         accounts: Accounts,
         secrets: Arc<UpstreamSecrets>,
         issuer: &str,
+        discovery: Discovery,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             store,
             connections,
             accounts,
             secrets,
-            discovery: Discovery::new()?,
+            discovery,
             redirect_uri: format!("{issuer}{CALLBACK_PATH}"),
         })
     }

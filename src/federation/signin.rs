@@ -14,7 +14,7 @@ use super::{
     BeginError, Callback, FLOW_TTL, FederatedIdentity, Federation, Finished, LEEWAY, LINK_TTL,
     PendingLink, Refusal, SsoFlow, browser_digest, entra,
 };
-use crate::accounts::{MAX_NAME_CHARS, NewUser, normalize_email};
+use crate::accounts::{MAX_NAME_CHARS, NewUser, User, normalize_email};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::orgs::{Membership, SsoConnection, domain_of};
 use crate::store::StoreError;
@@ -79,26 +79,32 @@ impl Federation {
         Ok(url.to_string())
     }
 
-    /// Whether the password sign-in of `email` is refused because its organization signs in
-    /// with SSO only (`enforce_sso`). A refusal is recorded like a failed sign-in.
+    /// Whether the password sign-in of `user`, whose password was right, is refused because
+    /// an organization signs them in with SSO only: an organization with `enforce_sso` that
+    /// verified the address's domain and of which the user is a member. Everyone else at that
+    /// domain keeps their password. Asked only after the password check, so that the answer
+    /// costs the same and tells nothing to whoever does not know the password. A refusal is
+    /// recorded like a failed sign-in.
     pub async fn password_refused(
         &self,
-        email: &str,
+        user: &User,
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let Ok(email) = normalize_email(email) else {
+        let Some(connection) = self.connections.for_email(&user.email).await? else {
             return Ok(false);
         };
-        let Some(connection) = self.connections.for_email(&email).await? else {
-            return Ok(false);
-        };
-        if !connection.enforce_sso {
+        if !connection.enforce_sso
+            || self
+                .store
+                .membership_role(connection.org_id, user.id)
+                .await?
+                .is_none()
+        {
             return Ok(false);
         }
-        let user = self.store.user_by_email(&email).await?;
         let event = ActivityEvent::new(
-            user.map(|u| u.id),
+            Some(user.id),
             Action::LoginFailed,
             client,
             serde_json::json!({

@@ -51,6 +51,8 @@ pub struct Client {
     pub first_party: bool,
     pub require_pkce: bool,
     pub id_token_alg: SigningAlg,
+    /// May ask for the `admin` scope (always with the user's consent).
+    pub admin_scope: bool,
     pub created_at: OffsetDateTime,
 }
 

@@ -21,14 +21,19 @@ use crate::store::{Store, StoreError};
 use crate::tokens::{OpaqueToken, SigningAlg, SigningKeys, TokenDigest};
 
 /// Scopes this provider knows; others in a request are ignored (OIDC Core 3.1.2.1).
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "openid",
     "profile",
     "email",
     "offline_access",
     "account:read",
     "account:write",
+    ADMIN_SCOPE,
 ];
+
+/// Administration through the account API (instance and organization administration).
+/// Only clients registered for it may ask for it; the user is asked every time.
+pub const ADMIN_SCOPE: &str = "admin";
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -244,6 +249,7 @@ impl Provider {
             first_party: spec.first_party,
             require_pkce: spec.require_pkce || spec.auth_method == ClientAuthMethod::None,
             id_token_alg: spec.id_token_alg,
+            admin_scope: spec.admin_scope,
             created_at: now,
         };
         self.store
@@ -488,6 +494,12 @@ impl Provider {
         if scope.is_empty() {
             return Err(fail("invalid_scope", "no supported scope requested"));
         }
+        if scope.iter().any(|s| s == ADMIN_SCOPE) && !client.admin_scope {
+            return Err(fail(
+                "invalid_scope",
+                "this client is not registered for the admin scope",
+            ));
+        }
         let code_challenge = map.get("code_challenge").map(|s| s.to_string());
         match (map.get("code_challenge_method").copied(), &code_challenge) {
             (Some("S256"), Some(c)) if claims::valid_pkce_value(c) => {}
@@ -603,7 +615,16 @@ impl Provider {
                 resume_query: resume_query(),
             });
         }
-        if request.prompt.contains("consent") {
+        // Administration is never granted silently: asked every time, even of first-party
+        // clients and when allowed before.
+        let admin = request.scope.iter().any(|s| s == ADMIN_SCOPE);
+        if admin && none {
+            return Err(fail(
+                "consent_required",
+                "the admin scope needs the user's consent each time",
+            ));
+        }
+        if request.prompt.contains("consent") || admin {
             return Ok(AuthorizeStep::Consent);
         }
         if !request.client.first_party {
@@ -1456,6 +1477,8 @@ pub struct ClientSpec {
     pub first_party: bool,
     pub require_pkce: bool,
     pub id_token_alg: SigningAlg,
+    /// May ask for the `admin` scope (always with the user's consent).
+    pub admin_scope: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,7 @@
 //! Organizations, their members' roles, and their SSO connections.
 
+mod dns;
+mod domains;
 mod sso;
 
 use std::str::FromStr;
@@ -12,9 +14,14 @@ use crate::accounts::normalize_email;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 
+pub use dns::{CHALLENGE_LABEL, DnsChallenges, TxtAnswer};
+pub use domains::{
+    CHALLENGE_PREFIX, DomainChallenge, DomainEditor, DomainError, DomainProof, MAX_DOMAINS,
+    OrgDomain, OrgDomains, RecheckPolicy, is_public_mail,
+};
 pub use sso::{
-    ENTRA_CLOUDS, MAX_DOMAINS, MAX_SECRET_LEN, PUBLIC_CLOUD, SsoConnection, SsoConnections,
-    SsoEditor, SsoSettings, SsoSettingsError, domain_of,
+    ENTRA_CLOUDS, MAX_SECRET_LEN, PUBLIC_CLOUD, SsoConnection, SsoConnections, SsoEditor,
+    SsoSettings, SsoSettingsError, domain_of,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]

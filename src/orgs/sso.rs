@@ -8,8 +8,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::OrgRole;
+use super::domains::{DomainError, MAX_DOMAINS, claimable};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::federation::{SecretUnreadable, UpstreamSecrets};
+use crate::outbound::AllowedHosts;
 use crate::store::{Store, StoreError};
 
 /// Entra ID's public cloud; national clouds (and tests) set another authority.
@@ -57,8 +59,6 @@ impl SsoEditor {
 
 /// Longest client secret accepted (Entra's are 40 characters).
 pub const MAX_SECRET_LEN: usize = 1024;
-/// Most domains one connection answers for.
-pub const MAX_DOMAINS: usize = 50;
 
 #[derive(Debug, Clone)]
 pub struct SsoConnection {
@@ -73,10 +73,12 @@ pub struct SsoConnection {
     /// A new account (and membership) at the first sign-in of an unknown identity.
     pub provision: bool,
     pub default_role: OrgRole,
-    /// Password sign-in is refused for addresses of these domains.
+    /// Password sign-in is refused for the organization's members at its verified domains.
     pub enforce_sso: bool,
-    /// Lower-case, sorted.
+    /// The organization's domains, lower-case, sorted, verified or not.
     pub domains: Vec<String>,
+    /// Those of `domains` the organization proved it owns: the only ones that route.
+    pub verified_domains: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -87,9 +89,10 @@ impl SsoConnection {
         format!("{}/{}/v2.0", self.authority, self.tenant_id)
     }
 
-    /// Whether `email` (already normalized) belongs to one of the connection's domains.
+    /// Whether `email` (already normalized) belongs to one of the organization's verified
+    /// domains.
     pub fn covers(&self, email: &str) -> bool {
-        domain_of(email).is_some_and(|d| self.domains.contains(&d))
+        domain_of(email).is_some_and(|d| self.verified_domains.contains(&d))
     }
 }
 
@@ -137,8 +140,10 @@ pub enum SsoSettingsError {
     DomainCount,
     #[error("`domains`: `{0}` is not a domain name")]
     InvalidDomain(String),
-    #[error("`domains`: `{0}` already belongs to another organization")]
+    #[error("`domains`: `{0}` is verified by another organization")]
     DomainTaken(String),
+    #[error("`domains`: `{0}` is a public mail provider's domain, which no organization can claim")]
+    PublicMailDomain(String),
     #[error("`authority` must be an https URL without query or fragment")]
     InvalidAuthority,
     #[error(
@@ -146,6 +151,8 @@ pub enum SsoSettingsError {
         ENTRA_CLOUDS.join(", ")
     )]
     AuthorityNotAllowed,
+    #[error("`authority`: {0}")]
+    AuthorityUnreachable(String),
     #[error("`default_role` must be `member` or `admin`")]
     InvalidRole,
     #[error(transparent)]
@@ -159,11 +166,20 @@ pub enum SsoSettingsError {
 pub struct SsoConnections {
     store: Arc<dyn Store>,
     secrets: Arc<UpstreamSecrets>,
+    allowed: AllowedHosts,
 }
 
 impl SsoConnections {
-    pub fn new(store: Arc<dyn Store>, secrets: Arc<UpstreamSecrets>) -> Self {
-        Self { store, secrets }
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<UpstreamSecrets>,
+        allowed: AllowedHosts,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            allowed,
+        }
     }
 
     /// Creates or replaces the connection of `org_id` (which must exist). An administrator's
@@ -184,9 +200,15 @@ impl SsoConnections {
             Some(url) => authority(url).ok_or(SsoSettingsError::InvalidAuthority)?,
         };
         let unchanged = existing.as_ref().is_some_and(|c| c.authority == authority);
-        if !(ENTRA_CLOUDS.contains(&authority.as_str()) || unchanged || by.may_set_any_authority())
-        {
+        let entra = ENTRA_CLOUDS.contains(&authority.as_str());
+        if !(entra || unchanged || by.may_set_any_authority()) {
             return Err(SsoSettingsError::AuthorityNotAllowed);
+        }
+        if !(entra || unchanged || by == SsoEditor::Operator) {
+            // An instance administrator's own server: https, and not this machine or its
+            // network unless an operator allowed the host (requests are checked again as
+            // they are made, so a later DNS change cannot turn it inward).
+            self.reachable_authority(&authority).await?;
         }
         // A legal representative is a legal designation, never granted by a sign-in.
         if settings.default_role == OrgRole::LegalRepresentative {
@@ -194,7 +216,15 @@ impl SsoConnections {
         }
         let mut domains = Vec::new();
         for raw in &settings.domains {
-            let domain = domain(raw).ok_or_else(|| SsoSettingsError::InvalidDomain(raw.clone()))?;
+            let domain =
+                claimable(self.store.as_ref(), org_id, raw)
+                    .await
+                    .map_err(|e| match e {
+                        DomainError::PublicMail(d) => SsoSettingsError::PublicMailDomain(d),
+                        DomainError::Taken(d) => SsoSettingsError::DomainTaken(d),
+                        DomainError::Store(e) => SsoSettingsError::Store(e),
+                        _ => SsoSettingsError::InvalidDomain(raw.clone()),
+                    })?;
             if !domains.contains(&domain) {
                 domains.push(domain);
             }
@@ -202,13 +232,6 @@ impl SsoConnections {
         domains.sort();
         if domains.is_empty() || domains.len() > MAX_DOMAINS {
             return Err(SsoSettingsError::DomainCount);
-        }
-        for domain in &domains {
-            if let Some(owner) = self.store.sso_connection_for_domain(domain).await?
-                && owner.org_id != org_id
-            {
-                return Err(SsoSettingsError::DomainTaken(domain.clone()));
-            }
         }
 
         let client_secret_enc = match (settings.client_secret.as_deref(), &existing) {
@@ -230,20 +253,12 @@ impl SsoConnections {
             provision: settings.provision,
             default_role: settings.default_role,
             enforce_sso: settings.enforce_sso,
+            verified_domains: Vec::new(),
             domains,
             created_at: existing.map(|c| c.created_at).unwrap_or(now),
             updated_at: now,
         };
-        self.store
-            .put_sso_connection(&connection)
-            .await
-            .map_err(|e| match e {
-                // Another organization took a domain between the check and the write.
-                StoreError::Conflict => {
-                    SsoSettingsError::DomainTaken(connection.domains.join(", "))
-                }
-                other => other.into(),
-            })?;
+        self.store.put_sso_connection(&connection).await?;
         // What changed is told; the secret only as "replaced".
         self.record_change(
             by,
@@ -259,7 +274,26 @@ impl SsoConnections {
             now,
         )
         .await?;
-        Ok(connection)
+        // Read back: which of the domains are verified is the store's to say.
+        Ok(self
+            .store
+            .sso_connection(org_id)
+            .await?
+            .unwrap_or(connection))
+    }
+
+    async fn reachable_authority(&self, authority: &str) -> Result<(), SsoSettingsError> {
+        let url = url::Url::parse(authority).map_err(|_| SsoSettingsError::InvalidAuthority)?;
+        let host = url.host_str().ok_or(SsoSettingsError::InvalidAuthority)?;
+        if url.scheme() != "https" && !self.allowed.contains(host) {
+            return Err(SsoSettingsError::InvalidAuthority);
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        self.allowed
+            .addresses(host, port)
+            .await
+            .map(|_| ())
+            .map_err(SsoSettingsError::AuthorityUnreachable)
     }
 
     async fn record_change(
@@ -296,7 +330,8 @@ impl SsoConnections {
         Ok(removed)
     }
 
-    /// Home-realm discovery: the connection whose domains include the address's.
+    /// Home-realm discovery: the connection of the organization that verified the address's
+    /// domain.
     pub async fn for_email(&self, email: &str) -> Result<Option<SsoConnection>, StoreError> {
         match domain_of(email) {
             Some(domain) => self.store.sso_connection_for_domain(&domain).await,
@@ -325,18 +360,6 @@ fn guid(value: &str) -> Option<String> {
         .map(|u| u.hyphenated().to_string())
 }
 
-/// A DNS name (ASCII; internationalized names in their `xn--` form), lower-cased.
-fn domain(value: &str) -> Option<String> {
-    let d = value.trim().trim_end_matches('.').to_ascii_lowercase();
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    (d.len() <= 253 && d.contains('.') && d.split('.').all(label_ok)).then_some(d)
-}
-
 /// An https base URL (http only towards a loopback address, for local test servers).
 fn authority(value: &str) -> Option<String> {
     let url = url::Url::parse(value).ok()?;
@@ -359,10 +382,6 @@ mod tests {
 
     #[test]
     fn domains_and_authorities_are_checked() {
-        assert_eq!(domain(" Contoso.COM. ").as_deref(), Some("contoso.com"));
-        assert!(domain("localhost").is_none());
-        assert!(domain("-bad.com").is_none());
-        assert!(domain("a b.com").is_none());
         assert_eq!(
             authority("https://login.microsoftonline.us/").as_deref(),
             Some("https://login.microsoftonline.us")

@@ -2,6 +2,7 @@
 //! (see `sql.rs`), proven equal by one conformance suite (`tests/it/store.rs`).
 
 pub mod cache;
+mod domains;
 mod oidc;
 mod sql;
 
@@ -23,6 +24,7 @@ use crate::orgs::{Member, Membership, OrgRole, Organization, SsoConnection};
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 
+pub use domains::DomainStore;
 pub use oidc::OidcStore;
 
 /// Counts the writes that can make a live token dead or change what it shows (a session
@@ -101,7 +103,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: OidcStore + SsoStore + Send + Sync {
+pub trait Store: OidcStore + SsoStore + DomainStore + Send + Sync {
     fn backend(&self) -> Backend;
     /// This store's revocation count (see [`Revocations`]).
     fn revocations(&self) -> &Arc<Revocations>;
@@ -329,14 +331,18 @@ pub trait SsoStore: Send + Sync {
         user_id: Uuid,
         event: &ActivityEvent,
     ) -> Result<Option<u64>, StoreError>;
-    /// Creates or replaces an organization's connection and its domains, in one transaction;
-    /// [`StoreError::Conflict`] when a domain belongs to another organization.
+    /// Creates or replaces an organization's connection and makes `connection.domains` the
+    /// organization's list of domains (those that stay keep their verification), in one
+    /// transaction.
     async fn put_sso_connection(&self, connection: &SsoConnection) -> Result<(), StoreError>;
     async fn sso_connection(&self, org_id: Uuid) -> Result<Option<SsoConnection>, StoreError>;
+    /// The connection of the organization that verified `domain` (unverified domains route
+    /// nobody).
     async fn sso_connection_for_domain(
         &self,
         domain: &str,
     ) -> Result<Option<SsoConnection>, StoreError>;
+    /// Removes the connection; the organization keeps its domains and their verification.
     async fn delete_sso_connection(&self, org_id: Uuid) -> Result<bool, StoreError>;
     async fn insert_sso_flow(&self, flow: &SsoFlow) -> Result<(), StoreError>;
     /// Deletes and returns the flow of this state digest: a state works once.

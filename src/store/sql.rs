@@ -1102,7 +1102,7 @@ type SsoRow = (
     time::OffsetDateTime,
 );
 
-fn sso_connection_of(row: SsoRow, domains: Vec<String>) -> Option<SsoConnection> {
+fn sso_connection_of(row: SsoRow, domains: Vec<(String, bool)>) -> Option<SsoConnection> {
     let (
         org_id,
         tenant_id,
@@ -1124,7 +1124,12 @@ fn sso_connection_of(row: SsoRow, domains: Vec<String>) -> Option<SsoConnection>
         provision,
         default_role: role.parse().ok()?,
         enforce_sso: enforce,
-        domains,
+        verified_domains: domains
+            .iter()
+            .filter(|(_, verified)| *verified)
+            .map(|(d, _)| d.clone())
+            .collect(),
+        domains: domains.into_iter().map(|(d, _)| d).collect(),
         created_at: created,
         updated_at: updated,
     })
@@ -1156,13 +1161,15 @@ type LinkRow = (
 macro_rules! sso_sql_store {
     ($store:ident, $db:ty) => {
         impl $store {
-            async fn sso_domains(&self, org_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
-                let rows: Vec<(String,)> =
-                    sqlx::query_as("SELECT domain FROM sso_domains WHERE org_id = $1 ORDER BY domain")
-                        .bind(org_id)
-                        .fetch_all(&self.pool)
-                        .await?;
-                Ok(rows.into_iter().map(|(d,)| d).collect())
+            /// The organization's domains, each with whether it is verified.
+            async fn sso_domains(&self, org_id: Uuid) -> Result<Vec<(String, bool)>, sqlx::Error> {
+                sqlx::query_as(
+                    "SELECT domain, verified_at IS NOT NULL FROM org_domains WHERE org_id = $1 \
+                     ORDER BY domain",
+                )
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
             }
 
             async fn insert_identity(
@@ -1276,18 +1283,7 @@ macro_rules! sso_sql_store {
                 .bind(c.updated_at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM sso_domains WHERE org_id = $1")
-                    .bind(c.org_id)
-                    .execute(&mut *tx)
-                    .await?;
-                for domain in &c.domains {
-                    sqlx::query("INSERT INTO sso_domains (domain, org_id) VALUES ($1, $2)")
-                        .bind(domain)
-                        .bind(c.org_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_write)?;
-                }
+                Self::replace_org_domains(&mut tx, c.org_id, &c.domains, c.updated_at).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1312,7 +1308,10 @@ macro_rules! sso_sql_store {
                 domain: &str,
             ) -> Result<Option<SsoConnection>, StoreError> {
                 let owner: Option<(Uuid,)> =
-                    sqlx::query_as("SELECT org_id FROM sso_domains WHERE domain = $1")
+                    sqlx::query_as(
+                        "SELECT org_id FROM org_domains WHERE domain = $1 \
+                         AND verified_at IS NOT NULL",
+                    )
                         .bind(domain)
                         .fetch_optional(&self.pool)
                         .await?;

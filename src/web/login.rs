@@ -138,14 +138,6 @@ pub async fn submit(
         );
     }
     let now = state.clock.now();
-    if state
-        .federation
-        .password_refused(&form.email, &page.client, now)
-        .await?
-    {
-        state.metrics.login(LoginOutcome::WrongCredentials);
-        return render_sso_required(&state, page, form.email.trim(), flow);
-    }
     let checked = state
         .accounts
         .check_password(&form.email, &form.password, &page.client, now)
@@ -173,6 +165,14 @@ pub async fn submit(
             return Err(other.into());
         }
     };
+    if state
+        .federation
+        .password_refused(&user, &page.client, now)
+        .await?
+    {
+        state.metrics.login(LoginOutcome::WrongCredentials);
+        return render_sso_required(&state, page, form.email.trim(), flow);
+    }
     let (token, _) = state
         .sessions
         .start(&user, SignInMethod::Password, &page.client, now)

@@ -143,6 +143,10 @@ pub fn routes() -> Router<AppState> {
             "/account/orgs/{org}/sso/remove",
             axum::routing::post(sso_admin::remove),
         )
+        .route(
+            "/account/orgs/{org}/domains/verify",
+            axum::routing::post(sso_admin::verify_domain),
+        )
 }
 
 async fn stylesheet() -> Response {

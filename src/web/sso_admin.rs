@@ -12,12 +12,25 @@ use uuid::Uuid;
 use super::{CsrfOnly, HtmlForm, PageContext, SignedIn, Translator};
 use crate::AppState;
 use crate::error::WebError;
-use crate::orgs::{OrgRole, SsoEditor, SsoSettings, SsoSettingsError};
+use crate::orgs::{DomainEditor, DomainError, OrgRole, SsoEditor, SsoSettings, SsoSettingsError};
 
 #[derive(Deserialize)]
 pub struct Notice {
     saved: Option<String>,
     removed: Option<String>,
+    /// A domain just verified, or the one whose verification failed (`domain_error`).
+    domain: Option<String>,
+    /// `missing`, `dns` or `taken`.
+    domain_error: Option<String>,
+}
+
+/// The form of a domain's "Verify now" button.
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    domain: String,
 }
 
 /// The form's fields; unchecked boxes are absent.
@@ -82,10 +95,23 @@ pub async fn page(
         None => SsoAdminForm::default(),
     };
     let connected = !form.tenant_id.is_empty();
-    let notice = match (notice.saved, notice.removed) {
-        (Some(_), _) => Some(page.tr.t("sso-admin-saved")),
-        (_, Some(_)) => Some(page.tr.t("sso-admin-removed")),
-        _ => None,
+    let domain = notice.domain.unwrap_or_default();
+    let (notice, error) = match (notice.saved, notice.removed, notice.domain_error.as_deref()) {
+        (Some(_), _, _) => (Some(page.tr.t("sso-admin-saved")), None),
+        (_, Some(_), _) => (Some(page.tr.t("sso-admin-removed")), None),
+        (_, _, Some(kind)) => {
+            let key = match kind {
+                "missing" => "domain-error-missing",
+                "taken" => "domain-error-taken",
+                _ => "domain-error-dns",
+            };
+            (None, Some(page.tr.t_with(key, &[("domain", domain)])))
+        }
+        _ if !domain.is_empty() => (
+            Some(page.tr.t_with("domain-verified", &[("domain", domain)])),
+            None,
+        ),
+        _ => (None, None),
     };
     render(
         &state,
@@ -96,12 +122,53 @@ pub async fn page(
         &form,
         connected,
         notice,
-        None,
+        error,
     )
+    .await
+}
+
+/// "Verify now": looks the domain's TXT record up and comes back to the page saying how it
+/// went.
+pub async fn verify_domain(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Path(org): Path<String>,
+    HtmlForm(form): HtmlForm<VerifyForm>,
+) -> Result<Response, WebError> {
+    let page = page.for_user(&state, &signed_in.user);
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let (org_id, _) = admin_org(&state, &signed_in, &org).await?;
+    let editor = DomainEditor::Admin(signed_in.user.id);
+    let outcome = state
+        .domains
+        .verify(
+            org_id,
+            &form.domain,
+            editor,
+            &page.client,
+            state.clock.now(),
+        )
+        .await;
+    let error = match outcome {
+        Ok(_) => None,
+        Err(DomainError::Store(e)) => return Err(e.into()),
+        Err(DomainError::NotListed(_)) => return Err(WebError::NotFound),
+        Err(DomainError::RecordMissing(_)) => Some("missing"),
+        Err(DomainError::Taken(_)) => Some("taken"),
+        Err(_) => Some("dns"),
+    };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("domain", form.domain.trim());
+    if let Some(error) = error {
+        query.append_pair("domain_error", error);
+    }
+    let target = format!("/account/orgs/{org_id}/sso?{}#domains", query.finish());
+    Ok(Redirect::to(&target).into_response())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn render(
+async fn render(
     state: &AppState,
     page: PageContext,
     signed_in: &SignedIn,
@@ -112,12 +179,24 @@ fn render(
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<Response, WebError> {
+    let now = state.clock.now();
+    let mut domain_rows = Vec::new();
+    for domain in state.domains.list(org_id).await? {
+        let challenge = state.domains.challenge(org_id, &domain.domain, now).await?;
+        domain_rows.push(context! {
+            name => domain.domain,
+            verified => domain.verified.is_some(),
+            record_name => challenge.name,
+            record_value => challenge.value,
+        });
+    }
     let (jar, csrf) = page.csrf_token(state, &signed_in.cookie);
     let html = state.pages.render(
         "sso_admin.html",
         &page.tr,
         context! {
             csrf, notice, error, connected,
+            domain_rows => domain_rows,
             org => name,
             org_id => org_id.to_string(),
             redirect_uri => state.federation.redirect_uri(),
@@ -146,8 +225,12 @@ fn message(tr: &Translator, error: &SsoSettingsError) -> String {
         SsoSettingsError::DomainTaken(d) => {
             tr.t_with("sso-admin-error-domain-taken", &[("domain", d.clone())])
         }
+        SsoSettingsError::PublicMailDomain(d) => {
+            tr.t_with("sso-admin-error-domain-public", &[("domain", d.clone())])
+        }
         SsoSettingsError::InvalidAuthority => tr.t("sso-admin-error-authority"),
         SsoSettingsError::AuthorityNotAllowed => tr.t("sso-admin-error-authority-not-allowed"),
+        SsoSettingsError::AuthorityUnreachable(_) => tr.t("sso-admin-error-authority-private"),
         SsoSettingsError::InvalidRole => tr.t("sso-admin-error-role"),
         SsoSettingsError::Secret(_) | SsoSettingsError::Store(_) => tr.t("error-internal"),
     }
@@ -210,6 +293,7 @@ pub async fn save(
                 None,
                 Some(text),
             )
+            .await
         }
     }
 }

@@ -255,6 +255,7 @@ async fn sign_in_with_sso_through_the_entra_double_in_chromium() {
         )
         .await
         .unwrap();
+    app.verify_domain(org.id, "contoso.example").await;
     entra.add_user("ada@contoso.example", Some("ada@contoso.example"), "Ada");
     let profile = tempfile::tempdir().unwrap();
     let b = browser(&driver, profile.path()).await;

@@ -3,6 +3,8 @@
 mod activity;
 mod browser;
 mod cli;
+mod dns;
+mod domains;
 mod entra;
 mod lockout;
 mod login;

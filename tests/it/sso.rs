@@ -19,8 +19,17 @@ struct Sso {
 }
 
 async fn setup(db: &TestDb, provision: bool, enforce_sso: bool) -> Sso {
+    setup_with(db, provision, enforce_sso, &[]).await
+}
+
+async fn setup_with(
+    db: &TestDb,
+    provision: bool,
+    enforce_sso: bool,
+    extra: &[(&str, &str)],
+) -> Sso {
     let entra = Entra::start().await;
-    let app = TestApp::start(db).await;
+    let app = TestApp::start_with(db, extra).await;
     let now = app.state.clock.now();
     let org = app.state.orgs.create("Contoso", now).await.unwrap();
     // An administrator of this instance too: only they (or an operator) may point the
@@ -59,6 +68,7 @@ async fn setup(db: &TestDb, provision: bool, enforce_sso: bool) -> Sso {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{}", db.backend);
+    app.verify_domain(org.id, DOMAIN).await;
     Sso {
         app,
         entra,
@@ -594,6 +604,63 @@ async fn a_claim_outside_the_organizations_domains_makes_no_account() {
 }
 
 #[tokio::test]
+async fn a_listed_but_unverified_domain_neither_provisions_nor_reveals_accounts() {
+    for db in databases().await {
+        let sso = setup(&db, true, false).await;
+        // The organization lists a domain it has not proven (someone else's).
+        let listed = sso
+            .admin
+            .0
+            .put(sso.app.url(&format!("/api/v1/orgs/{}/sso", sso.org)))
+            .header("x-csrf-token", &sso.admin.1)
+            .json(&serde_json::json!({
+                "tenant_id": sso.entra.tenant, "client_id": sso.entra.client_id,
+                "domains": [DOMAIN, "victim.test"], "authority": sso.entra.base,
+                "provision": true,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), StatusCode::OK, "{}", db.backend);
+        let victim = sso.app.create_user("ceo@victim.test", PASSWORD).await;
+        // Its tenant claims the existing account's address: no link page names it.
+        sso.entra
+            .add_user("m1@contoso.example", Some("ceo@victim.test"), "M");
+        let client = sso.app.client();
+        let refused = sso
+            .sign_in(&client, "m1@contoso.example", "m1@contoso.example")
+            .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{}", db.backend);
+        assert!(!refused.text().await.unwrap().contains("ceo@victim.test"));
+        assert_eq!(db.count("sso_pending_links").await, 0);
+        // … nor an unused address of that domain: no account is made in advance.
+        sso.entra
+            .add_user("m2@contoso.example", Some("new@victim.test"), "M");
+        let refused = sso
+            .sign_in(&client, "m2@contoso.example", "m2@contoso.example")
+            .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(
+            sso.app
+                .state
+                .store
+                .user_by_email("new@victim.test")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            failure_reasons(&db).await.last().map(String::as_str),
+            Some("sso_address_outside_domains")
+        );
+        // The owner of the address still signs in with the password.
+        let own = sso.app.client();
+        let ok = sso.app.login(&own, &victim.email, PASSWORD).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
 async fn without_provisioning_an_unknown_identity_is_refused() {
     for db in databases().await {
         let sso = setup(&db, false, false).await;
@@ -617,11 +684,18 @@ async fn without_provisioning_an_unknown_identity_is_refused() {
 }
 
 #[tokio::test]
-async fn an_sso_only_domain_refuses_password_sign_in_and_points_to_sso() {
+async fn an_sso_only_domain_refuses_the_password_of_members_only_and_tells_nobody_else() {
     for db in databases().await {
         let sso = setup(&db, true, true).await;
         let username = "dora@contoso.example";
         let user = sso.app.create_user(username, PASSWORD).await;
+        let now = sso.app.state.clock.now();
+        sso.app
+            .state
+            .orgs
+            .add_member("Contoso", username, OrgRole::Member, now)
+            .await
+            .unwrap();
         let client = sso.app.client();
         let refused = sso.app.login(&client, username, PASSWORD).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{}", db.backend);
@@ -638,6 +712,26 @@ async fn an_sso_only_domain_refuses_password_sign_in_and_points_to_sso() {
                 .iter()
                 .any(|(u, d)| *u == Some(user.id) && d["reason"] == "sso_required")
         );
+        // Without the password, a member's address answers exactly like an address without
+        // an account: nothing tells who is a member.
+        let wrong = sso.app.login(&client, username, "not-the-password").await;
+        let unknown = sso
+            .app
+            .login(&client, "nobody@contoso.example", "not-the-password")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{}", db.backend);
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+        let wrong = text_of(&wrong.text().await.unwrap(), "#login-error");
+        let unknown = text_of(&unknown.text().await.unwrap(), "#login-error");
+        assert_eq!(wrong, unknown);
+        // Someone at the domain who is not the organization's member keeps their password
+        // (an instance administrator with an address there, say).
+        let outsider = "ops@contoso.example";
+        sso.app.create_user(outsider, PASSWORD).await;
+        let browser = sso.app.client();
+        let ok = sso.app.login(&browser, outsider, PASSWORD).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        assert_eq!(sso.account_email(&browser).await.as_deref(), Some(outsider));
         // Other domains still sign in with passwords.
         let admin = sso.app.client();
         let ok = sso.app.login(&admin, "rep@example.net", PASSWORD).await;
@@ -805,7 +899,8 @@ async fn the_sso_api_is_for_admins_and_never_returns_the_secret() {
         let problem: serde_json::Value = bad.json().await.unwrap();
         assert!(problem["detail"].as_str().unwrap().contains("tenant_id"));
 
-        // A plain member: 403; an outsider: 404; another org cannot take the domain: 409.
+        // A plain member: 403; an outsider: 404; another org cannot take the verified
+        // domain: 409.
         let now = app.state.clock.now();
         app.create_user("member@example.net", PASSWORD).await;
         app.state
@@ -933,6 +1028,29 @@ async fn operators_set_show_and_remove_the_connection_with_the_cli() {
         assert!(shown.contains("enforce_sso\ttrue"));
         assert!(!shown.contains("cli~secret~value"));
         assert!(!stderr(&show).contains("cli~secret~value"));
+        // The domains prove nothing yet; the listing says what to publish, and an operator
+        // may vouch for one instead.
+        let list = ["org", "domain", "list", "--org", "Contoso"];
+        let listed = stdout(&gotthard(&db, &list, None));
+        assert!(
+            listed.contains("contoso.example\tunverified\t_gotthard-challenge.contoso.example TXT \"gotthard-domain-verification="),
+            "{listed}"
+        );
+        let vouch = [
+            "org",
+            "domain",
+            "verify",
+            "--org",
+            "Contoso",
+            "--domain",
+            "contoso.example",
+            "--without-dns",
+        ];
+        let vouched = gotthard(&db, &vouch, None);
+        assert!(vouched.status.success(), "{}", stderr(&vouched));
+        let listed = stdout(&gotthard(&db, &list, None));
+        assert!(listed.contains("contoso.example\toperator\t"), "{listed}");
+        assert!(listed.contains("contoso.net\tunverified\t"), "{listed}");
 
         // The server decrypts what the CLI encrypted (same keys/ folder).
         let app = TestApp::start(&db).await;
@@ -965,14 +1083,19 @@ async fn operators_set_show_and_remove_the_connection_with_the_cli() {
         assert!(stderr(&bad).contains("tenant_id"));
         let removed = gotthard(&db, &["org", "sso", "remove", "--org", "Contoso"], None);
         assert!(stdout(&removed).contains("no longer signs in with SSO"));
-        assert_eq!(db.count("sso_domains").await, 0);
+        assert_eq!(db.count("sso_connections").await, 0);
+        // The domains are the organization's, and stay verified.
+        let listed = stdout(&gotthard(&db, &list, None));
+        assert!(listed.contains("contoso.example\toperator\t"), "{listed}");
     }
 }
 
 #[tokio::test]
 async fn admins_manage_the_connection_on_its_page() {
     for db in databases().await {
-        let sso = setup(&db, false, false).await;
+        let dns = crate::dns::DnsDouble::start().await;
+        let server = dns.addr.to_string();
+        let sso = setup_with(&db, false, false, &[("sso.dns_server", &server)]).await;
         let app = &sso.app;
         let (admin, _) = &sso.admin;
         let path = format!("/account/orgs/{}/sso", sso.org);
@@ -1027,6 +1150,58 @@ async fn admins_manage_the_connection_on_its_page() {
         let connection = app.state.sso.get(sso.org).await.unwrap().unwrap();
         assert_eq!(connection.domains, ["contoso.example", "contoso.org"]);
         assert!(connection.provision && !connection.enforce_sso);
+        // The new domain routes nobody until its TXT record is published and verified
+        // from the page.
+        let html = admin
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let row = "#domain-table tr[data-domain='contoso.org']";
+        assert!(
+            text_of(&html, row).unwrap().contains("Not verified"),
+            "{html}"
+        );
+        let record = text_of(&html, &format!("{row} code.record-value")).unwrap();
+        let verify = |html: &str| {
+            let csrf = crate::support::hidden_field(html, "csrf");
+            admin
+                .post(app.url(&format!("/account/orgs/{}/domains/verify", sso.org)))
+                .form(&[("csrf", csrf), ("domain", "contoso.org".to_string())])
+                .send()
+        };
+        let missing = verify(&html).await.unwrap();
+        assert_eq!(missing.status(), StatusCode::SEE_OTHER);
+        let back = missing.headers()["location"].to_str().unwrap().to_string();
+        let html = admin
+            .get(app.url(&back))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text_of(&html, "#sso-admin-error").unwrap().contains("TXT"));
+        dns.add_txt("_gotthard-challenge.contoso.org", &record);
+        let done = verify(&html).await.unwrap();
+        let back = done.headers()["location"].to_str().unwrap().to_string();
+        let html = admin
+            .get(app.url(&back))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text_of(&html, "#sso-admin-notice")
+                .unwrap()
+                .contains("contoso.org")
+        );
+        assert!(text_of(&html, row).unwrap().contains("Verified"));
         // The stored secret was kept: sign-in (now with provisioning) works.
         sso.entra
             .add_user("p@contoso.org", Some("p@contoso.org"), "P");
@@ -1105,6 +1280,7 @@ async fn the_callback_may_land_on_another_instance() {
             )
             .await
             .unwrap();
+        a.verify_domain(org.id, DOMAIN).await;
         let b_base = b.base.clone();
         let sso = Sso {
             admin: (a.client(), String::new()),

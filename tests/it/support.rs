@@ -132,6 +132,9 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
         // Tests sign in far more often than people; the limit has a test of its own.
         ("rate_limit.sign_in_per_minute", "100000"),
         ("rate_limit.sign_in_burst", "100000"),
+        // The Entra ID double listens on loopback, which SSO authorities may reach only
+        // when an operator allows the host (the guard has a test of its own).
+        ("sso.authority_allow_hosts", "[\"127.0.0.1\"]"),
     ];
     pairs.extend_from_slice(extra);
     Config::from_overrides(&pairs).unwrap()
@@ -216,6 +219,7 @@ impl TestApp {
             first_party: true,
             require_pkce: false,
             id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+            admin_scope: false,
         };
         adjust(&mut spec);
         self.state
@@ -223,6 +227,18 @@ impl TestApp {
             .create_client(spec, self.state.clock.now())
             .await
             .unwrap()
+    }
+
+    /// An operator vouches for `domain` of `org` (as `gotthard org domain verify
+    /// --without-dns` does), so that it routes to the organization's SSO.
+    pub async fn verify_domain(&self, org: uuid::Uuid, domain: &str) {
+        let cli = gotthard::audit::ClientInfo::new("test", "");
+        let now = self.state.clock.now();
+        self.state
+            .domains
+            .vouch(org, domain, &cli, now)
+            .await
+            .unwrap();
     }
 
     /// The CSRF token of the client's session for API calls (`X-CSRF-Token`).
