@@ -188,6 +188,49 @@ impl<'c> AsyncHttpClient<'c> for Outbound {
 mod tests {
     use super::*;
 
+    /// A server on loopback answering every request with a body of `size` bytes.
+    async fn server(size: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&vec![b'x'; size]).await;
+            }
+        });
+        base
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        openidconnect::http::Request::get(url)
+            .body(Vec::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_are_bounded_and_loopback_needs_the_operators_word() {
+        let allowed = AllowedHosts::new(&["127.0.0.1".into()]);
+        let outbound = Outbound::new(allowed, 8192, Duration::from_secs(5)).unwrap();
+        let small = server(1000).await;
+        let answer = outbound.call(get(&small)).await.unwrap();
+        assert_eq!(answer.body().len(), 1000);
+        let large = server(1 << 20).await;
+        let refused = outbound.call(get(&large)).await.unwrap_err();
+        assert!(
+            matches!(refused, OutboundError::TooLarge(8192)),
+            "{refused}"
+        );
+        let strict = Outbound::new(AllowedHosts::default(), 8192, Duration::from_secs(5)).unwrap();
+        let refused = strict.call(get(&small)).await.unwrap_err();
+        assert!(matches!(refused, OutboundError::Refused(_)), "{refused}");
+        let by_name = small.replace("127.0.0.1", "localhost");
+        assert!(strict.call(get(&by_name)).await.is_err());
+    }
+
     #[test]
     fn only_public_addresses_pass() {
         for private in [

@@ -1216,3 +1216,161 @@ async fn rotated_keys_are_published_and_old_tokens_still_verify() {
         );
     }
 }
+
+/// Issue 14, item 2: script in a first-party app can silently get an `account:write` token
+/// for a signed-in administrator; that token must not administer anything.
+#[tokio::test]
+async fn administration_needs_the_admin_scope_which_is_asked_every_time() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let now = app.state.clock.now();
+        let root = "root@example.com";
+        app.state
+            .accounts
+            .create_user(root, "Root", PASSWORD, true, now)
+            .await
+            .unwrap();
+        let org = app.state.orgs.create("Contoso", now).await.unwrap();
+        app.state
+            .orgs
+            .add_member(
+                "Contoso",
+                root,
+                gotthard::orgs::OrgRole::LegalRepresentative,
+                now,
+            )
+            .await
+            .unwrap();
+        let browser = app.client();
+        let api = reqwest::Client::new();
+        let new_client = serde_json::json!({
+            "name": "Evil", "redirect_uris": ["https://evil.example/cb"]
+        });
+
+        // A first-party app without the admin registration: account:write, no consent.
+        let portal = register(&app, "Portal", false, true, None).await;
+        let portal_rp = relying_party(&app, &portal).await;
+        let (code, verifier, _) = authorize(
+            &app,
+            &portal_rp,
+            &browser,
+            root,
+            &["openid", "account:write"],
+        )
+        .await;
+        let silent = exchange(&portal_rp, code, verifier).await;
+        let silent = silent.access_token().secret();
+        let register_evil = api
+            .post(app.url("/api/v1/clients"))
+            .bearer_auth(silent)
+            .json(&new_client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            register_evil.status(),
+            StatusCode::FORBIDDEN,
+            "{}",
+            db.backend
+        );
+        let challenge = register_evil.headers()["www-authenticate"]
+            .to_str()
+            .unwrap();
+        assert!(challenge.contains("insufficient_scope"), "{challenge}");
+        let sso = api
+            .put(app.url(&format!("/api/v1/orgs/{}/sso", org.id)))
+            .bearer_auth(silent)
+            .json(&serde_json::json!({
+                "tenant_id": uuid::Uuid::new_v4(), "client_id": uuid::Uuid::new_v4(),
+                "client_secret": "x", "domains": ["contoso.example"],
+                "authority": "https://evil.example",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sso.status(), StatusCode::FORBIDDEN);
+        let members = api
+            .get(app.url(&format!("/api/v1/orgs/{}/members", org.id)))
+            .bearer_auth(silent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(members.status(), StatusCode::FORBIDDEN);
+        assert_eq!(db.count("oauth_clients").await, 1);
+        // The user's own account stays within account:write's reach.
+        let own = api
+            .patch(app.url("/api/v1/me"))
+            .bearer_auth(silent)
+            .json(&serde_json::json!({"name": "Root"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(own.status(), StatusCode::OK);
+        // Nor may that app ask for the admin scope.
+        let (url, _, _) = portal_rp
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("admin".into()))
+            .url();
+        let refused = browser.get(url.as_str()).send().await.unwrap();
+        let back = url::Url::parse(&location(&refused)).unwrap();
+        assert_eq!(param(&back, "error").as_deref(), Some("invalid_scope"));
+
+        // A console registered for it: asked every time, even first-party, never silently.
+        let (console, secret) = app
+            .register_client("Console", REDIRECT, |spec| spec.admin_scope = true)
+            .await;
+        let console = Registered {
+            id: console.id,
+            secret,
+        };
+        let console_rp = relying_party(&app, &console).await;
+        let admin_url = |prompt: Option<&str>| {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            let mut request = console_rp
+                .authorize_url(
+                    CoreAuthenticationFlow::AuthorizationCode,
+                    CsrfToken::new_random,
+                    Nonce::new_random,
+                )
+                .add_scope(Scope::new("admin".into()))
+                .set_pkce_challenge(challenge);
+            if let Some(prompt) = prompt {
+                request = request.add_extra_param("prompt", prompt);
+            }
+            (request.url().0, verifier)
+        };
+        let (url, _) = admin_url(Some("none"));
+        let refused = browser.get(url.as_str()).send().await.unwrap();
+        let back = url::Url::parse(&location(&refused)).unwrap();
+        assert_eq!(param(&back, "error").as_deref(), Some("consent_required"));
+        for _ in 0..2 {
+            let (url, verifier) = admin_url(None);
+            let page = browser.get(url.as_str()).send().await.unwrap();
+            assert_eq!(page.status(), StatusCode::OK, "the consent page, each time");
+            let html = page.text().await.unwrap();
+            assert!(html.contains("administer for you"), "{html}");
+            let back = follow(&app, &browser, url.as_str(), root).await;
+            let tokens = exchange(&console_rp, param(&back, "code").unwrap(), verifier).await;
+            let created = api
+                .post(app.url("/api/v1/clients"))
+                .bearer_auth(tokens.access_token().secret())
+                .json(&new_client)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), StatusCode::CREATED);
+            // The admin scope is no account scope: the profile stays out of its reach.
+            let me = api
+                .get(app.url("/api/v1/me"))
+                .bearer_auth(tokens.access_token().secret())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(me.status(), StatusCode::FORBIDDEN);
+        }
+    }
+}

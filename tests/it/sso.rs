@@ -1562,3 +1562,108 @@ async fn futures_take(
         .filter(|r| r.as_ref().unwrap().is_some())
         .count()
 }
+
+/// Answers every request with a discovery document of `size` bytes (a hostile authority).
+async fn oversized_authority(size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let body = format!("{{\"padding\": \"{}\"}}", "x".repeat(size));
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn authorities_stay_on_the_internet_unless_allowed_and_answers_are_bounded() {
+    for db in databases().await {
+        // No host allowed: the Entra double on loopback is out of reach too.
+        let strict = [("sso.authority_allow_hosts", "[]")];
+        let sso = setup_with(&db, true, false, &[]).await;
+        let app = TestApp::start_with(&db, &strict).await;
+        let (admin, csrf) = app.signed_in("rep@example.net").await;
+        let path = app.url(&format!("/api/v1/orgs/{}/sso", sso.org));
+        for inward in [
+            "https://127.0.0.1:8443",
+            "https://localhost:8443",
+            "https://[::1]:8443",
+            "http://127.0.0.1:9",
+        ] {
+            let refused = admin
+                .put(&path)
+                .header("x-csrf-token", &csrf)
+                .json(&serde_json::json!({
+                    "tenant_id": sso.entra.tenant, "client_id": sso.entra.client_id,
+                    "domains": [DOMAIN], "authority": inward,
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                refused.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{inward} on {}",
+                db.backend
+            );
+        }
+        // What was set before (by the allowing instance) is not fetched from here either.
+        let client = app.client();
+        let csrf = app.csrf_from(&client, "/login/sso").await;
+        let begin = client
+            .post(app.url("/login/sso"))
+            .form(&[("email", "ann@contoso.example"), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(begin.status(), StatusCode::BAD_GATEWAY, "{}", db.backend);
+        assert_eq!(db.count("sso_flows").await, 0);
+
+        // An allowed host still answers within the size bound, or not at all.
+        let bounded = [("sso.upstream_body_limit_bytes", "8192")];
+        let small = TestApp::start_with(&db, &bounded).await;
+        let huge = oversized_authority(1 << 20).await;
+        let now = small.state.clock.now();
+        let settings = gotthard::orgs::SsoSettings {
+            tenant_id: sso.entra.tenant.clone(),
+            client_id: sso.entra.client_id.clone(),
+            client_secret: None,
+            domains: vec![DOMAIN.into()],
+            authority: Some(huge),
+            provision: true,
+            default_role: OrgRole::Member,
+            enforce_sso: false,
+        };
+        let cli = gotthard::audit::ClientInfo::new("test", "");
+        small
+            .state
+            .sso
+            .set(
+                sso.org,
+                settings,
+                gotthard::orgs::SsoEditor::Operator,
+                &cli,
+                now,
+            )
+            .await
+            .unwrap();
+        let client = small.client();
+        let csrf = small.csrf_from(&client, "/login/sso").await;
+        let begin = client
+            .post(small.url("/login/sso"))
+            .form(&[("email", "ann@contoso.example"), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(begin.status(), StatusCode::BAD_GATEWAY);
+        drop(sso);
+    }
+}
