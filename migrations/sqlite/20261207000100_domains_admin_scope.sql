@@ -30,3 +30,8 @@ CREATE TABLE org_domain_challenges (
 -- Clients registered for the `admin` scope: the only ones that may ask for it, and never
 -- without the user's consent.
 ALTER TABLE oauth_clients ADD COLUMN admin_scope INTEGER NOT NULL DEFAULT 0;
+
+-- A relying app's prompt=login / max_age, passed on to Entra ID with the sign-in and checked
+-- against the auth_time that comes back (item 3).
+ALTER TABLE sso_flows ADD COLUMN reauth_prompt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sso_flows ADD COLUMN reauth_max_age BIGINT;

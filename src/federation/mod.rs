@@ -43,8 +43,45 @@ pub struct SsoFlow {
     pub nonce: String,
     /// The authorization request (of a relying app) to resume once signed in.
     pub next: Option<String>,
+    /// What that app asked of the sign-in, passed on to Entra ID and checked on return.
+    pub reauth: Reauthentication,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+/// A relying app's demand for a recent sign-in (`prompt=login`, `max_age`), passed on to
+/// Entra ID. What comes back is checked: Entra's `auth_time` must be after the sign-in began
+/// (`prompt=login`) and within `max_age` — required with `max_age` (OIDC Core §3.1.2.1),
+/// checked when present with `prompt=login` alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reauthentication {
+    pub prompt_login: bool,
+    pub max_age: Option<i64>,
+}
+
+impl Reauthentication {
+    /// Whether Entra's `auth_time` (Unix seconds, `None` when absent) satisfies the demand
+    /// of a sign-in that began at `began`, checked at `now`.
+    pub fn satisfied_by(
+        self,
+        auth_time: Option<i64>,
+        began: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> bool {
+        let mut earliest = None;
+        if self.prompt_login {
+            earliest = Some(began - LEEWAY);
+        }
+        if let Some(max_age) = self.max_age {
+            let bound = now - time::Duration::seconds(max_age) - LEEWAY;
+            earliest = Some(earliest.map_or(bound, |e: OffsetDateTime| e.max(bound)));
+        }
+        match (earliest, auth_time) {
+            (None, _) => true,
+            (Some(_), None) => self.max_age.is_none(),
+            (Some(earliest), Some(t)) => t >= earliest.unix_timestamp(),
+        }
+    }
 }
 
 /// An Entra identity linked to an account.

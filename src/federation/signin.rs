@@ -1,7 +1,7 @@
 //! Signing in through Entra ID: home-realm discovery and the authorization request, the
 //! callback with its code exchange and ID-token validation, and the account it leads to.
 
-use openidconnect::core::CoreResponseType;
+use openidconnect::core::{CoreAuthPrompt, CoreResponseType};
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, CsrfToken, LoginHint, Nonce,
     PkceCodeChallenge, Scope, SignatureVerificationError, TokenResponse,
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     BeginError, Callback, FLOW_TTL, FederatedIdentity, Federation, Finished, LEEWAY, LINK_TTL,
-    PendingLink, Refusal, SsoFlow, browser_digest, entra,
+    PendingLink, Reauthentication, Refusal, SsoFlow, browser_digest, entra,
 };
 use crate::accounts::{MAX_NAME_CHARS, NewUser, User, normalize_email};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
@@ -31,6 +31,7 @@ impl Federation {
         email: &str,
         browser: &str,
         next: Option<&str>,
+        reauth: Reauthentication,
         now: OffsetDateTime,
     ) -> Result<String, BeginError> {
         let email = normalize_email(email).map_err(|_| BeginError::InvalidEmail)?;
@@ -64,6 +65,12 @@ impl Federation {
         if let Some(domain) = domain_of(&email) {
             request = request.add_extra_param("domain_hint", domain);
         }
+        if reauth.prompt_login {
+            request = request.add_prompt(CoreAuthPrompt::Login);
+        }
+        if let Some(max_age) = reauth.max_age {
+            request = request.set_max_age(std::time::Duration::from_secs(max_age.max(0) as u64));
+        }
         let (url, _, _) = request.url();
         self.store
             .insert_sso_flow(&SsoFlow {
@@ -72,6 +79,7 @@ impl Federation {
                 browser: browser_digest(browser),
                 nonce,
                 next: next.map(str::to_string),
+                reauth,
                 created_at: now,
                 expires_at: now + FLOW_TTL,
             })
@@ -191,6 +199,10 @@ impl Federation {
         let claims = self
             .redeem(&connection, &state, code, &flow.nonce, now)
             .await?;
+        let auth_time = claims.auth_time().map(|t| t.timestamp());
+        if !flow.reauth.satisfied_by(auth_time, flow.created_at, now) {
+            return Err(Refusal::Token("auth_time"));
+        }
 
         // The identity is (tid, oid); the address is only a profile field.
         let tenant = claims.additional_claims().tid.clone().unwrap_or_default();

@@ -591,6 +591,8 @@ pub struct ResumedRequest {
     pub csp: HeaderValue,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// What the request demands of a sign-in (passed on to Entra ID by SSO).
+    pub reauth: crate::federation::Reauthentication,
 }
 
 impl ResumedRequest {
@@ -604,6 +606,10 @@ impl ResumedRequest {
         Some(Self {
             next: next.to_string(),
             csp: csp_allowing(&request.redirect_uri)?,
+            reauth: crate::federation::Reauthentication {
+                prompt_login: request.wants_fresh_login(),
+                max_age: request.max_age,
+            },
             login_hint: request.login_hint,
             ui_locales: request.ui_locales,
         })

@@ -115,11 +115,25 @@ pub struct AuthorizeRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// [`LOGIN_AFTER`]: a `prompt=login` already answered with the login form, resumed; the
+    /// session must have begun at or after this time (Unix seconds).
+    pub login_after: Option<i64>,
 }
+
+/// The parameter that replaces `prompt=login` in a resumed authorization request, so that
+/// the sign-in it asked for is required of the session (and of Entra ID through SSO)
+/// without asking again after it.
+pub const LOGIN_AFTER: &str = "gotthard_login_after";
 
 impl AuthorizeRequest {
     pub fn scope_string(&self) -> String {
         self.scope.join(" ")
+    }
+
+    /// Whether the relying app asked for a fresh sign-in (`prompt=login`, now or before the
+    /// login form it led to).
+    pub fn wants_fresh_login(&self) -> bool {
+        self.prompt.contains("login") || self.login_after.is_some()
     }
 }
 
@@ -559,6 +573,7 @@ impl Provider {
             max_age,
             login_hint: map.get("login_hint").map(|s| s.to_string()),
             ui_locales: map.get("ui_locales").map(|s| s.to_string()),
+            login_after: map.get(LOGIN_AFTER).and_then(|t| t.parse().ok()),
         })
     }
 
@@ -581,10 +596,19 @@ impl Provider {
             request
                 .max_age
                 .is_some_and(|max| now - session.created_at > time::Duration::seconds(max))
+                || request
+                    .login_after
+                    .is_some_and(|t| session.created_at.unix_timestamp() < t)
         };
         let resume_query = || {
             let mut query = form_urlencoded::Serializer::new(String::new());
+            if request.prompt.contains("login") {
+                query.append_pair(LOGIN_AFTER, &now.unix_timestamp().to_string());
+            }
             for (name, value) in params {
+                if name == LOGIN_AFTER && request.prompt.contains("login") {
+                    continue;
+                }
                 if name == "prompt" {
                     let rest: Vec<&str> = value
                         .split(' ')

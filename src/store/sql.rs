@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{Backend, SsoStore, Store, StoreError};
 use crate::accounts::{NewUser, SecuritySettings, SetupToken, UnlockToken, User};
 use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
-use crate::federation::{FederatedIdentity, PendingLink, SsoFlow};
+use crate::federation::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
 use crate::mail::{NewMail, OutboxMail};
 use crate::orgs::{Member, Membership, OrgRole, Organization, SsoConnection};
 use crate::sessions::{NewSession, Session};
@@ -1143,6 +1143,8 @@ type FlowRow = (
     Option<String>,
     time::OffsetDateTime,
     time::OffsetDateTime,
+    bool,
+    Option<i64>,
 );
 
 type LinkRow = (
@@ -1333,7 +1335,8 @@ macro_rules! sso_sql_store {
             async fn insert_sso_flow(&self, flow: &SsoFlow) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO sso_flows (state_hash, org_id, browser_hash, nonce, next, \
-                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     created_at, expires_at, reauth_prompt, reauth_max_age) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(flow.state.as_bytes())
                 .bind(flow.org_id)
@@ -1342,6 +1345,8 @@ macro_rules! sso_sql_store {
                 .bind(flow.next.as_deref())
                 .bind(flow.created_at)
                 .bind(flow.expires_at)
+                .bind(flow.reauth.prompt_login)
+                .bind(flow.reauth.max_age)
                 .execute(&self.writer)
                 .await?;
                 Ok(())
@@ -1354,18 +1359,23 @@ macro_rules! sso_sql_store {
                 // One statement decides: of two callbacks with the same state, one gets the row.
                 let row: Option<FlowRow> = sqlx::query_as(
                     "DELETE FROM sso_flows WHERE state_hash = $1 RETURNING state_hash, org_id, \
-                     browser_hash, nonce, next, created_at, expires_at",
+                     browser_hash, nonce, next, created_at, expires_at, reauth_prompt, \
+                     reauth_max_age",
                 )
                 .bind(state.as_bytes())
                 .fetch_optional(&self.writer)
                 .await?;
-                Ok(row.and_then(|(s, org_id, b, nonce, next, created_at, expires_at)| {
+                Ok(row.and_then(|(s, org_id, b, nonce, next, created_at, expires_at, prompt, max_age)| {
                     Some(SsoFlow {
                         state: digest_of(s)?,
                         org_id,
                         browser: digest_of(b)?,
                         nonce,
                         next,
+                        reauth: Reauthentication {
+                            prompt_login: prompt,
+                            max_age,
+                        },
                         created_at,
                         expires_at,
                     })

@@ -122,7 +122,9 @@ pub async fn begin(
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, "", &form.csrf)?;
     let email = form.email.trim().to_string();
-    let next = resume(&state, &form.next).await.map(|(n, _)| n);
+    let resumed = crate::oidc::http::ResumedRequest::of(&state, &form.next).await;
+    let reauth = resumed.as_ref().map(|r| r.reauth).unwrap_or_default();
+    let next = resumed.map(|r| r.next);
     let next = next.as_deref();
     if email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");
@@ -138,7 +140,7 @@ pub async fn begin(
     let browser = browser_cookie(&state, &page).unwrap_or_default();
     match state
         .federation
-        .begin(&email, &browser, next, state.clock.now())
+        .begin(&email, &browser, next, reauth, state.clock.now())
         .await
     {
         Ok(url) => {

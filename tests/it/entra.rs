@@ -39,6 +39,8 @@ pub enum Failure {
     WrongAudience,
     /// No `nonce` claim.
     MissingNonce,
+    /// `auth_time` a day ago: an old Entra session reused, whatever the request asked.
+    StaleAuthTime,
     /// The authorize endpoint answers with this `error` and `error_description`.
     ErrorRedirect(String, String),
 }
@@ -411,6 +413,8 @@ async fn token(
     let mut aud = inner.client_id.clone();
     let (mut iat, mut nbf, mut exp) = (now, now, now + 3600);
     let mut nonce = grant.nonce.clone();
+    // The form was just submitted: the user signed in now.
+    let mut auth_time = now;
     match &inner.failure {
         Failure::OtherTenant => {
             tid = uuid::Uuid::new_v4().to_string();
@@ -421,12 +425,14 @@ async fn token(
         Failure::Expired => (iat, nbf, exp) = (now - 7200, now - 7200, now - 3600),
         Failure::NotYetValid => (iat, nbf, exp) = (now, now + 3600, now + 7200),
         Failure::MissingNonce => nonce = None,
+        Failure::StaleAuthTime => auth_time = now - 86_400,
         _ => {}
     }
     let mut claims = serde_json::json!({
         "aud": aud,
         "iss": iss,
         "iat": iat,
+        "auth_time": auth_time,
         "nbf": nbf,
         "exp": exp,
         "name": user.name,

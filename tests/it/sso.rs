@@ -1517,6 +1517,7 @@ async fn a_flow_state_is_taken_once_even_by_parallel_callbacks() {
                     browser: OpaqueToken::generate().digest(),
                     nonce: "n".into(),
                     next: None,
+                    reauth: Default::default(),
                     created_at: now,
                     expires_at: now + time::Duration::minutes(10),
                 })
@@ -1535,6 +1536,7 @@ async fn a_flow_state_is_taken_once_even_by_parallel_callbacks() {
                 browser: OpaqueToken::generate().digest(),
                 nonce: "n".into(),
                 next: None,
+                reauth: Default::default(),
                 created_at: now,
                 expires_at: now + time::Duration::minutes(10),
             })
@@ -1665,5 +1667,89 @@ async fn authorities_stay_on_the_internet_unless_allowed_and_answers_are_bounded
             .unwrap();
         assert_eq!(begin.status(), StatusCode::BAD_GATEWAY);
         drop(sso);
+    }
+}
+
+/// A relying app's request, through its login page and "Sign in with SSO", to the SSO
+/// callback; returns the browser and the callback's answer.
+async fn through_sso(
+    sso: &Sso,
+    username: &str,
+    request: &str,
+) -> (reqwest::Client, reqwest::Response) {
+    let (app, browser) = (&sso.app, sso.app.client());
+    let asked = browser.get(app.url(request)).send().await.unwrap();
+    let login = asked.headers()["location"].to_str().unwrap().to_string();
+    let page = browser.get(app.url(&login)).send().await.unwrap();
+    let sso_form = attr(&page.text().await.unwrap(), "a#sso-button", "href");
+    let callback = sso
+        .to_callback_from(&browser, &sso_form, username, username)
+        .await;
+    let done = browser.get(&callback).send().await.unwrap();
+    (browser, done)
+}
+
+/// A relying app's `prompt=login` and `max_age` reach Entra ID, and Entra's `auth_time` must
+/// answer them (issue 14): an old Entra session passed off as a fresh sign-in is refused.
+#[tokio::test]
+async fn prompt_login_and_max_age_are_passed_to_entra_and_its_auth_time_checked() {
+    const REDIRECT: &str = "http://127.0.0.1:9/callback";
+    for db in databases().await {
+        let sso = setup(&db, true, false).await;
+        let app = &sso.app;
+        let (client, _) = app.register_client("Webmail", REDIRECT, |_| {}).await;
+        let username = "fresh@contoso.example";
+        sso.entra.add_user(username, Some(username), "Fresh");
+        let authorize = |extra: &[(&str, &str)]| {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &client.id)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("scope", "openid")
+                .append_pair("state", "st");
+            for (k, v) in extra {
+                query.append_pair(k, v);
+            }
+            format!("/oauth2/authorize?{}", query.finish())
+        };
+        for (extra, sent) in [
+            (vec![("prompt", "login")], ("prompt", "login")),
+            (vec![("max_age", "60")], ("max_age", "60")),
+        ] {
+            let (browser, done) = through_sso(&sso, username, &authorize(&extra)).await;
+            assert_eq!(
+                sso.entra.last_authorize().get(sent.0).map(String::as_str),
+                Some(sent.1),
+                "{} on {}",
+                sent.0,
+                db.backend
+            );
+            assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+            // Back at the app's request, which now issues its code without asking again.
+            let resumed = done.headers()["location"].to_str().unwrap().to_string();
+            let to_app = browser.get(app.url(&resumed)).send().await.unwrap();
+            let back = to_app.headers()["location"].to_str().unwrap().to_string();
+            assert!(
+                back.starts_with(REDIRECT) && back.contains("code="),
+                "{back}"
+            );
+        }
+
+        // Entra reuses a day-old session although a fresh sign-in was asked: refused.
+        sso.entra.fail_with(Failure::StaleAuthTime);
+        for extra in [vec![("prompt", "login")], vec![("max_age", "60")]] {
+            let (browser, done) = through_sso(&sso, username, &authorize(&extra)).await;
+            assert_eq!(done.status(), StatusCode::UNAUTHORIZED, "{}", db.backend);
+            assert_eq!(
+                failure_reasons(&db).await.last().map(String::as_str),
+                Some("sso_token_auth_time")
+            );
+            assert!(sso.account_email(&browser).await.is_none());
+        }
+        // Without either, the app asked for nothing: an older Entra session is fine.
+        let (_, done) = through_sso(&sso, username, &authorize(&[])).await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER);
+        assert!(!sso.entra.last_authorize().contains_key("prompt"));
     }
 }
