@@ -199,25 +199,30 @@ mod service {
             }
         }
 
-        /// Unlock by an organization administrator (`actor`) or, with `None`, an operator
-        /// at the command line. `false` when the account was not locked.
+        /// Unlock by an administrator of organization `org` (`actor`) or, with `None`, an
+        /// operator at the command line. The owner is mailed every time (an administrator
+        /// unlocking an account again and again, so that someone can keep guessing, does not
+        /// go unseen). `false` when the account was not locked.
         pub async fn unlock_by_admin(
             &self,
             user_id: Uuid,
-            actor: Option<Uuid>,
+            actor: Option<(Uuid, Uuid)>,
             client: &ClientInfo,
             now: OffsetDateTime,
         ) -> Result<bool, StoreError> {
-            let by = if actor.is_some() { "admin" } else { "operator" };
-            let mut event = ActivityEvent::new(
-                Some(user_id),
-                Action::AccountUnlocked,
-                client,
-                serde_json::json!({ "by": by }),
-                now,
-            );
-            event.actor_id = actor;
-            self.store.unlock_account(user_id, &event).await
+            let details = match actor {
+                Some((_, org)) => serde_json::json!({ "by": "admin", "org_id": org }),
+                None => serde_json::json!({ "by": "operator" }),
+            };
+            let mut event =
+                ActivityEvent::new(Some(user_id), Action::AccountUnlocked, client, details, now);
+            event.actor_id = actor.map(|(admin, _)| admin);
+            let Some(user) = self.store.user_by_id(user_id).await? else {
+                return Ok(false);
+            };
+            let link = format!("{}/account/activity", self.mail.issuer);
+            let mail = crate::mail::account_unlocked(&self.mail.i18n, &user, client, &link, now);
+            self.store.unlock_account(user_id, &event, &mail).await
         }
 
         /// Changes the security settings, within the server's bounds.

@@ -152,7 +152,7 @@ pub async fn unlock(
     state.orgs.require_admin_over(org, admin, user).await?;
     state
         .accounts
-        .unlock_by_admin(user, Some(admin), &caller.client, state.clock.now())
+        .unlock_by_admin(user, Some((admin, org)), &caller.client, state.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

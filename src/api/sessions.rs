@@ -166,7 +166,7 @@ pub async fn list_of_member(
         .await?;
     let sessions = state
         .sessions
-        .list(user, state.clock.now())
+        .list_for_org(org, user, state.clock.now())
         .await?
         .iter()
         .map(|s| SessionView::new(s, caller.me.session.id))
@@ -197,13 +197,7 @@ pub async fn end_of_member(
     state.orgs.require_admin_over(org, admin, user).await?;
     let ended = state
         .sessions
-        .end(
-            user,
-            id,
-            EndedBy::Admin(admin),
-            &caller.client,
-            state.clock.now(),
-        )
+        .end_for_org(org, user, id, admin, &caller.client, state.clock.now())
         .await?;
     if ended {
         Ok(StatusCode::NO_CONTENT.into_response())

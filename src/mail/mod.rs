@@ -13,7 +13,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use templates::{account_locked, login_failed, login_succeeded, password_changed, unlock_link};
+pub use templates::{
+    account_locked, account_unlocked, login_failed, login_succeeded, password_changed, unlock_link,
+};
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};

@@ -36,6 +36,24 @@ pub fn account_locked(
     compose(i18n, user, "mail-account-locked", client, unlock_link, now)
 }
 
+/// "An administrator unlocked your account", with where to see what happened.
+pub fn account_unlocked(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    activity_link: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    compose(
+        i18n,
+        user,
+        "mail-account-unlocked",
+        client,
+        activity_link,
+        now,
+    )
+}
+
 /// The unlock link the owner asked for at `/unlock`.
 pub fn unlock_link(
     i18n: &Arc<I18n>,

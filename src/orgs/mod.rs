@@ -39,6 +39,15 @@ pub enum OrgRole {
 }
 
 impl OrgRole {
+    /// Legal representative above administrator above member.
+    pub fn rank(self) -> u8 {
+        match self {
+            OrgRole::LegalRepresentative => 2,
+            OrgRole::Admin => 1,
+            OrgRole::Member => 0,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrgRole::LegalRepresentative => "legal-representative",
@@ -170,20 +179,39 @@ impl Orgs {
         Ok(membership)
     }
 
-    /// The rule for acting on a member as an organization administrator: the caller must be
-    /// an admin or legal representative of `org_id` (a plain member gets `Forbidden`, an
-    /// outsider `NotFound`, so organizations cannot be probed), and `member` must belong to it.
+    /// The rule for acting on a member as an organization administrator (unlocking, ending
+    /// sessions): the caller must be an admin or legal representative of `org_id` (a plain
+    /// member gets `Forbidden`, an outsider `NotFound`, so organizations cannot be probed),
+    /// `member` must belong to it, hold a role no higher than the caller's (an administrator
+    /// does not act on a legal representative), and not administer this Gotthard instance
+    /// unless the caller does too (`Forbidden` otherwise).
     pub async fn require_admin_over(
         &self,
         org_id: Uuid,
         caller: Uuid,
         member: Uuid,
     ) -> Result<(), OrgAccess> {
-        self.require_admin(org_id, caller).await?;
-        match self.store.membership_role(org_id, member).await? {
-            Some(_) => Ok(()),
-            None => Err(OrgAccess::NotFound),
+        let Some(caller_role) = self.store.membership_role(org_id, caller).await? else {
+            return Err(OrgAccess::NotFound);
+        };
+        if caller_role == OrgRole::Member {
+            return Err(OrgAccess::Forbidden);
         }
+        let Some(member_role) = self.store.membership_role(org_id, member).await? else {
+            return Err(OrgAccess::NotFound);
+        };
+        if member_role.rank() > caller_role.rank() {
+            return Err(OrgAccess::Forbidden);
+        }
+        if member != caller {
+            let instance_admin = |id| async move {
+                Ok::<_, StoreError>(self.store.user_by_id(id).await?.is_some_and(|u| u.is_admin))
+            };
+            if instance_admin(member).await? && !instance_admin(caller).await? {
+                return Err(OrgAccess::Forbidden);
+            }
+        }
+        Ok(())
     }
 
     /// The caller is an admin or legal representative of `org_id` (403 for a plain member,

@@ -227,6 +227,37 @@ impl Sessions {
         Ok(sessions)
     }
 
+    /// The sessions of `user_id` that organization `org_id` vouched for (signed in through
+    /// its SSO): all an administrator of the organization may see or end of a member.
+    pub async fn list_for_org(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = self.list(user_id, now).await?;
+        sessions.retain(|s| s.sso_org_id == Some(org_id));
+        Ok(sessions)
+    }
+
+    /// An administrator of `org_id` ends one of those sessions; `false` for any other.
+    pub async fn end_for_org(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        admin: Uuid,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let owned = self.list_for_org(org_id, user_id, now).await?;
+        if !owned.iter().any(|s| s.id == session_id) {
+            return Ok(false);
+        }
+        self.end(user_id, session_id, EndedBy::Admin(admin), client, now)
+            .await
+    }
+
     /// Ends one of `user_id`'s sessions; `false` when they have no such active session (an id
     /// of another user's session is not touched). Its cookie is refused from the next request.
     pub async fn end(

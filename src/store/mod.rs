@@ -137,11 +137,13 @@ pub trait Store: OidcStore + SsoStore + DomainStore + Send + Sync {
         mail: &NewMail,
     ) -> Result<bool, StoreError>;
     /// Unlocks (administrator, operator): clears the lock and the count and voids unlock
-    /// links, with the event. `false` when there was neither a lock nor a count to clear.
+    /// links, with the event and the owner's mail. `false` when there was neither a lock nor
+    /// a count to clear (nothing is written).
     async fn unlock_account(
         &self,
         user_id: Uuid,
         event: &ActivityEvent,
+        mail: &NewMail,
     ) -> Result<bool, StoreError>;
     /// A new unlock link for a locked account (older unused links void) with its mail; `false`
     /// when the account is not locked or a link was sent since `not_since` (rate limit).

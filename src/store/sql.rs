@@ -228,6 +228,7 @@ macro_rules! sql_store {
                 &self,
                 user_id: Uuid,
                 event: &ActivityEvent,
+                mail: &NewMail,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.writer.begin().await?;
                 let unlocked = sqlx::query(
@@ -245,6 +246,7 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     Self::insert_event(&mut tx, event).await?;
+                    Self::insert_mail(&mut tx, mail).await?;
                 }
                 tx.commit().await?;
                 Ok(unlocked)

@@ -82,7 +82,12 @@ pub async fn unlock(
         .await?;
     state
         .accounts
-        .unlock_by_admin(user_id, Some(admin), &page.client, state.clock.now())
+        .unlock_by_admin(
+            user_id,
+            Some((admin, org_id)),
+            &page.client,
+            state.clock.now(),
+        )
         .await?;
     Ok(Redirect::to(&format!("/account/orgs/{org_id}/members?unlocked=1")).into_response())
 }

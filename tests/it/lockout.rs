@@ -648,3 +648,120 @@ async fn parallel_wrong_passwords_on_two_instances_lock_at_exactly_n() {
         assert!(ada.locked_at.is_some());
     }
 }
+
+/// Three wrong passwords in a row lock `email`.
+async fn lock(app: &TestApp, email: &str) {
+    set_threshold(app, email, 3).await;
+    for _ in 0..3 {
+        app.login(&app.client(), email, "wrong-password!").await;
+    }
+}
+
+/// The mails delivered to `recipient` whose text contains `needle`.
+async fn mails_to(app: &TestApp, db: &TestDb, recipient: &str, needle: &str) -> usize {
+    app.state
+        .mailer
+        .deliver_due(app.state.clock.now())
+        .await
+        .unwrap();
+    let folder = db.dir.path().join("data").join("mail");
+    std::fs::read_dir(folder)
+        .unwrap()
+        .filter_map(|entry| std::fs::read_to_string(entry.unwrap().path()).ok())
+        .map(|text| text.replace("=\r\n", "").replace("=\n", ""))
+        .filter(|text| text.contains(&format!("To: {recipient}")) && text.contains(needle))
+        .count()
+}
+
+/// Issue 14: an organization's administrators act on members of their rank or below, never
+/// on this instance's administrators, and every unlock they make reaches the owner.
+#[tokio::test]
+async fn admins_unlock_only_members_of_their_rank_and_the_owner_hears_of_each_unlock() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let now = app.state.clock.now();
+        let acme = app.state.orgs.create("Acme", now).await.unwrap();
+        let mut ids = std::collections::HashMap::new();
+        for (email, role) in [
+            ("rep@example.com", OrgRole::LegalRepresentative),
+            ("rep2@example.com", OrgRole::LegalRepresentative),
+            ("admin@example.com", OrgRole::Admin),
+            ("admin2@example.com", OrgRole::Admin),
+            ("ada@example.com", OrgRole::Member),
+            ("root@example.com", OrgRole::Member),
+        ] {
+            let admin = email.starts_with("root");
+            let user = app
+                .state
+                .accounts
+                .create_user(email, "", PASSWORD, admin, now)
+                .await
+                .unwrap();
+            app.state
+                .orgs
+                .add_member("Acme", email, role, now)
+                .await
+                .unwrap();
+            ids.insert(email, user.id);
+        }
+        let (admin, admin_csrf) = app.signed_in("admin@example.com").await;
+        let (rep, rep_csrf) = app.signed_in("rep@example.com").await;
+        let unlock = |client: &reqwest::Client, csrf: &str, email: &str| {
+            let url = format!("/api/v1/orgs/{}/members/{}/unlock", acme.id, ids[email]);
+            client
+                .post(app.url(&url))
+                .header("x-csrf-token", csrf)
+                .send()
+        };
+        for above in ["rep2@example.com", "root@example.com"] {
+            lock(&app, above).await;
+            let refused = unlock(&admin, &admin_csrf, above).await.unwrap();
+            assert_eq!(
+                refused.status(),
+                StatusCode::FORBIDDEN,
+                "{above} {}",
+                db.backend
+            );
+        }
+        // Legal representatives may act on each other; an admin on admins and members.
+        let ok = unlock(&rep, &rep_csrf, "rep2@example.com").await.unwrap();
+        assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+        lock(&app, "admin2@example.com").await;
+        let ok = unlock(&admin, &admin_csrf, "admin2@example.com")
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+        // Nobody but an instance administrator acts on one.
+        let refused = unlock(&rep, &rep_csrf, "root@example.com").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let sessions = format!(
+            "/api/v1/orgs/{}/members/{}/sessions",
+            acme.id, ids["rep@example.com"]
+        );
+        let refused = admin.get(app.url(&sessions)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+        // Unlocked again and again: the owner is told each time, and so is the log.
+        let needle = "unlocked your account";
+        for round in 1..=2 {
+            lock(&app, "ada@example.com").await;
+            let ok = unlock(&admin, &admin_csrf, "ada@example.com")
+                .await
+                .unwrap();
+            assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+            assert_eq!(
+                mails_to(&app, &db, "ada@example.com", needle).await,
+                round,
+                "{}",
+                db.backend
+            );
+        }
+        let unlocks: Vec<_> = actions(&app, "ada@example.com")
+            .await
+            .into_iter()
+            .filter(|(action, _)| action == "account.unlocked")
+            .collect();
+        assert_eq!(unlocks.len(), 2);
+        assert!(unlocks[0].1.contains(&acme.id.to_string()), "{:?}", unlocks);
+    }
+}

@@ -36,6 +36,32 @@ async fn sessions_of(app: &TestApp, client: &reqwest::Client) -> Vec<Value> {
     body["sessions"].as_array().unwrap().clone()
 }
 
+/// A browser holding a session that `org`'s SSO started for `email` (as its callback does).
+async fn sso_signed_in(
+    app: &TestApp,
+    email: &str,
+    org: uuid::Uuid,
+    user_agent: &str,
+) -> reqwest::Client {
+    let user = app.state.store.user_by_email(email).await.unwrap().unwrap();
+    let client_info = gotthard::audit::ClientInfo::new("127.0.0.1", user_agent);
+    let (token, _) = app
+        .state
+        .sessions
+        .start_sso(&user, org, &client_info, app.state.clock.now())
+        .await
+        .unwrap();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let cookie = format!("gotthard_session={}; Path=/", token.as_str());
+    jar.add_cookie_str(&cookie, &app.base.parse().unwrap());
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .user_agent(user_agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 async fn is_signed_in(app: &TestApp, client: &reqwest::Client) -> bool {
     let page = client.get(app.url("/account")).send().await.unwrap();
     match page.status() {
@@ -274,7 +300,7 @@ async fn the_api_is_described_and_answers_problems() {
 }
 
 #[tokio::test]
-async fn organization_admins_end_member_sessions_only_in_their_organization() {
+async fn organization_admins_see_and_end_only_the_sessions_their_sso_started() {
     use gotthard::orgs::OrgRole;
     for db in databases().await {
         let app = TestApp::start(&db).await;
@@ -297,7 +323,14 @@ async fn organization_admins_end_member_sessions_only_in_their_organization() {
             ids.insert(email, user.id);
         }
         let alice = signed_in(&app, "alice@example.com", FIREFOX).await;
-        let bob = signed_in(&app, "bob@example.com", IPHONE).await;
+        // Bob signs in with his password at home, and through Acme's SSO on his phone: only
+        // the second is Acme's business.
+        let bob_home = signed_in(&app, "bob@example.com", FIREFOX).await;
+        let bob_home_session = sessions_of(&app, &bob_home).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let bob = sso_signed_in(&app, "bob@example.com", acme.id, IPHONE).await;
         let dave = signed_in(&app, "dave@example.com", FIREFOX).await;
         let carol = signed_in(&app, "carol@example.com", FIREFOX).await;
         let members = |org: uuid::Uuid, user: &str| {
@@ -358,6 +391,21 @@ async fn organization_admins_end_member_sessions_only_in_their_organization() {
             "carol's session is not bob's"
         );
         assert!(is_signed_in(&app, &carol).await);
+        let private = alice
+            .delete(format!(
+                "{}/{bob_home_session}",
+                members(acme.id, "bob@example.com")
+            ))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            private.status(),
+            StatusCode::NOT_FOUND,
+            "bob's password session is not Acme's"
+        );
+        assert!(is_signed_in(&app, &bob_home).await);
 
         let ended = alice
             .delete(format!(
@@ -370,6 +418,7 @@ async fn organization_admins_end_member_sessions_only_in_their_organization() {
             .unwrap();
         assert_eq!(ended.status(), StatusCode::NO_CONTENT, "{}", db.backend);
         assert!(!is_signed_in(&app, &bob).await);
+        assert!(is_signed_in(&app, &bob_home).await);
         let event = app
             .state
             .store

@@ -87,6 +87,9 @@ mail-account-locked-subject = Your Gotthard account is locked
 mail-account-locked-body = After too many wrong passwords in a row, the last at { $time } (UTC) from { $ip } ({ $device }), your account is locked: its password is refused until it is unlocked. Devices already signed in stay signed in.
     If this was you, unlock it here (the link works once, for one hour): { $link }
     If it was not you, someone is guessing your password: unlock it and then choose a new one.
+mail-account-unlocked-subject = Your Gotthard account was unlocked by an administrator
+mail-account-unlocked-body = An administrator of one of your organizations unlocked your account at { $time } (UTC) from { $ip } ({ $device }): its password is accepted again.
+    If you did not ask for this, someone may be trying to guess your password: choose a new one and look at your account activity: { $link }
 mail-unlock-link-subject = Unlock your Gotthard account
 mail-unlock-link-body = Someone asked at { $time } (UTC) from { $ip } ({ $device }) to unlock your account. The link works once, for one hour: { $link }
     If this was not you, ignore this mail: your account stays locked.

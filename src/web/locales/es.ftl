@@ -87,6 +87,9 @@ mail-account-locked-subject = Tu cuenta de Gotthard está bloqueada
 mail-account-locked-body = Tras demasiadas contraseñas incorrectas seguidas, la última el { $time } (UTC) desde { $ip } ({ $device }), tu cuenta está bloqueada: se rechaza su contraseña hasta que se desbloquee. Los dispositivos con sesión iniciada la conservan.
     Si fuiste tú, desbloquéala aquí (el enlace funciona una vez, durante una hora): { $link }
     Si no fuiste tú, alguien está intentando adivinar tu contraseña: desbloquéala y elige otra.
+mail-account-unlocked-subject = Un administrador desbloqueó tu cuenta de Gotthard
+mail-account-unlocked-body = Un administrador de una de tus organizaciones desbloqueó tu cuenta el { $time } (UTC) desde { $ip } ({ $device }): su contraseña vuelve a aceptarse.
+    Si no lo pediste, puede que alguien intente adivinar tu contraseña: elige una nueva y revisa la actividad de tu cuenta: { $link }
 mail-unlock-link-subject = Desbloquea tu cuenta de Gotthard
 mail-unlock-link-body = Alguien pidió el { $time } (UTC) desde { $ip } ({ $device }) desbloquear tu cuenta. El enlace funciona una vez, durante una hora: { $link }
     Si no fuiste tú, ignora este correo: tu cuenta sigue bloqueada.

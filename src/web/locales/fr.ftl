@@ -87,6 +87,9 @@ mail-account-locked-subject = Votre compte Gotthard est verrouillé
 mail-account-locked-body = Après trop de mots de passe erronés d’affilée, le dernier le { $time } (UTC) depuis { $ip } ({ $device }), votre compte est verrouillé : son mot de passe est refusé jusqu’à son déverrouillage. Les appareils déjà connectés le restent.
     Si c’était vous, déverrouillez-le ici (le lien fonctionne une fois, pendant une heure) : { $link }
     Si ce n’était pas vous, quelqu’un essaie de deviner votre mot de passe : déverrouillez-le puis choisissez-en un nouveau.
+mail-account-unlocked-subject = Votre compte Gotthard a été débloqué par un administrateur
+mail-account-unlocked-body = Un administrateur de l’une de vos organisations a débloqué votre compte le { $time } (UTC) depuis { $ip } ({ $device }) : son mot de passe est de nouveau accepté.
+    Si vous ne l’avez pas demandé, quelqu’un essaie peut-être de deviner votre mot de passe : choisissez-en un nouveau et consultez l’activité de votre compte : { $link }
 mail-unlock-link-subject = Déverrouillez votre compte Gotthard
 mail-unlock-link-body = Quelqu’un a demandé le { $time } (UTC) depuis { $ip } ({ $device }) le déverrouillage de votre compte. Le lien fonctionne une fois, pendant une heure : { $link }
     Si ce n’était pas vous, ignorez ce message : votre compte reste verrouillé.
