@@ -49,6 +49,8 @@ pub struct HttpConfig {
 pub struct RateLimitConfig {
     pub sign_in_per_minute: u32,
     pub sign_in_burst: u32,
+    pub reauth_per_minute: u32,
+    pub reauth_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,6 +355,20 @@ impl Config {
             return Err(invalid(
                 "rate_limit.sign_in_burst",
                 "GOTTHARD_RATE_LIMIT__SIGN_IN_BURST",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.reauth_per_minute == 0 {
+            return Err(invalid(
+                "rate_limit.reauth_per_minute",
+                "GOTTHARD_RATE_LIMIT__REAUTH_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.reauth_burst == 0 {
+            return Err(invalid(
+                "rate_limit.reauth_burst",
+                "GOTTHARD_RATE_LIMIT__REAUTH_BURST",
                 "must be at least 1",
             ));
         }

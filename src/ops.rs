@@ -50,6 +50,7 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
     argon2_queue: Gauge,
+    password_hashes: Counter,
     token_checks_remembered: Gauge,
 }
 
@@ -64,6 +65,7 @@ impl Metrics {
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
         let argon2_queue = Gauge::default();
+        let password_hashes = Counter::default();
         let token_checks_remembered = Gauge::default();
         registry.register(
             "http_requests",
@@ -86,6 +88,11 @@ impl Metrics {
             argon2_queue.clone(),
         );
         registry.register(
+            "password_hashes",
+            "argon2 computations run (password hashes and verifies, dummy ones included)",
+            password_hashes.clone(),
+        );
+        registry.register(
             "token_checks_remembered",
             "1 while bearer checks may be answered from this instance's memory (always without \
              Redis; with Redis, while the revocation feed is heard), else 0",
@@ -97,6 +104,7 @@ impl Metrics {
             durations,
             logins,
             argon2_queue,
+            password_hashes,
             token_checks_remembered,
         }
     }
@@ -146,6 +154,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .argon2_queue
         .set(state.accounts.hasher().queue_depth() as i64);
+    // The hasher counts; the counter shows its total (it never goes down).
+    metrics.password_hashes.inner().store(
+        state.accounts.hasher().computed(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     metrics
         .token_checks_remembered
         .set(i64::from(state.provider.remembers_token_checks()));

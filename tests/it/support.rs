@@ -132,6 +132,8 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
         // Tests sign in far more often than people; the limit has a test of its own.
         ("rate_limit.sign_in_per_minute", "100000"),
         ("rate_limit.sign_in_burst", "100000"),
+        ("rate_limit.reauth_per_minute", "100000"),
+        ("rate_limit.reauth_burst", "100000"),
     ];
     pairs.extend_from_slice(extra);
     Config::from_overrides(&pairs).unwrap()
