@@ -92,6 +92,10 @@ enum ClientCommand {
         /// RS256 (default), ES256 or EdDSA.
         #[arg(long, default_value = "RS256")]
         id_token_alg: String,
+        /// A client whose access tokens this one may introspect (it is its resource
+        /// server); repeat for several. Without, it introspects only its own tokens.
+        #[arg(long = "introspect-for", value_name = "CLIENT_ID")]
+        introspect_for: Vec<String>,
     },
     /// List clients.
     List,
@@ -556,6 +560,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
             auth_method,
             jwks,
             id_token_alg,
+            introspect_for,
         } => {
             let auth_method = if public {
                 ClientAuthMethod::None
@@ -582,6 +587,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
                 require_pkce,
                 id_token_alg: SigningAlg::parse(&id_token_alg)
                     .ok_or_else(|| anyhow::anyhow!("unknown --id-token-alg {id_token_alg}"))?,
+                introspect_for,
             };
             let (client, secret) = state.provider.create_client(spec, now).await?;
             let mut out = serde_json::json!({ "client_id": client.id, "name": client.name });

@@ -26,6 +26,8 @@ pub struct ClientView {
     pub first_party: bool,
     pub require_pkce: bool,
     pub id_token_signed_response_alg: String,
+    /// Clients whose access tokens this one may introspect.
+    pub introspect_for: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Only in the answer to the creation, never again.
@@ -45,6 +47,7 @@ impl ClientView {
             first_party: client.first_party,
             require_pkce: client.require_pkce,
             id_token_signed_response_alg: client.id_token_alg.as_str().to_string(),
+            introspect_for: client.introspect_for.clone(),
             created_at: client.created_at,
             client_secret: secret,
         }
@@ -77,6 +80,10 @@ pub struct ClientCreate {
     pub require_pkce: bool,
     /// `RS256` (default), `ES256` or `EdDSA`.
     pub id_token_signed_response_alg: Option<String>,
+    /// Ids of clients whose access tokens this one may introspect (it is their resource
+    /// server); without, it introspects only its own tokens.
+    #[serde(default)]
+    pub introspect_for: Vec<String>,
 }
 
 fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
@@ -148,6 +155,7 @@ pub async fn create(
         first_party: body.first_party,
         require_pkce: body.require_pkce,
         id_token_alg,
+        introspect_for: body.introspect_for,
     };
     let (client, secret) = state
         .provider

@@ -52,6 +52,9 @@ pub struct Client {
     pub require_pkce: bool,
     pub id_token_alg: SigningAlg,
     pub created_at: OffsetDateTime,
+    /// Clients whose access tokens this one may introspect (it is their resource server);
+    /// its own it always may.
+    pub introspect_for: Vec<String>,
 }
 
 impl Client {

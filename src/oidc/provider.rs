@@ -10,6 +10,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod introspection;
+
 use super::checks::{CacheScope, TokenChecks};
 use super::claims::{self, AccessClaims, JwtRefused};
 use super::model::*;
@@ -226,6 +228,19 @@ impl Provider {
         now: OffsetDateTime,
     ) -> Result<(Client, Option<String>), ClientSpecError> {
         spec.check()?;
+        for id in &spec.introspect_for {
+            if self
+                .store
+                .client(id)
+                .await
+                .map_err(ClientSpecError::Store)?
+                .is_none()
+            {
+                return Err(ClientSpecError::Invalid(format!(
+                    "introspect_for: no client {id}"
+                )));
+            }
+        }
         let secret = match spec.auth_method {
             ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
                 Some(OpaqueToken::generate())
@@ -245,6 +260,7 @@ impl Provider {
             require_pkce: spec.require_pkce || spec.auth_method == ClientAuthMethod::None,
             id_token_alg: spec.id_token_alg,
             created_at: now,
+            introspect_for: spec.introspect_for,
         };
         self.store
             .insert_client(&client)
@@ -1174,65 +1190,6 @@ impl Provider {
         Ok(Value::Object(body))
     }
 
-    /// RFC 7662. Access tokens may be introspected by any authenticated client (resource
-    /// servers); refresh tokens only by the client they were issued to.
-    pub async fn introspect(
-        &self,
-        client: &Client,
-        token: &str,
-        now: OffsetDateTime,
-    ) -> Result<Value, StoreError> {
-        let inactive = json!({ "active": false });
-        if let Some(opaque) = OpaqueToken::from_client(token) {
-            let Some(grant) = self
-                .store
-                .refresh_token_grant(&opaque.digest(), now)
-                .await?
-            else {
-                return Ok(inactive);
-            };
-            if grant.client_id != client.id || !self.grant_alive(&grant, now) {
-                return Ok(inactive);
-            }
-            let mut body = json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "client_id": grant.client_id,
-                "scope": grant.scope,
-                "iss": self.issuer,
-            });
-            if let Some(user) = grant.user_id {
-                body["sub"] = json!(user.to_string());
-            }
-            return Ok(body);
-        }
-        match self.verify_access_token(token, now).await {
-            Ok((c, _)) => {
-                let mut body = json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "client_id": c.client_id,
-                    "scope": c.scope,
-                    "sub": c.sub,
-                    "aud": c.aud,
-                    "iss": c.iss,
-                    "exp": c.exp,
-                    "iat": c.iat,
-                    "jti": c.jti,
-                });
-                if let Some(sid) = c.sid {
-                    body["sid"] = json!(sid);
-                }
-                if let Some(auth_time) = c.auth_time {
-                    body["auth_time"] = json!(auth_time);
-                }
-                Ok(body)
-            }
-            Err(BearerError::Store(err)) => Err(err),
-            Err(_) => Ok(inactive),
-        }
-    }
-
     /// RFC 7009: a refresh token revokes its whole grant, an access token itself. Tokens of
     /// other clients and unknown tokens are ignored (the answer is 200 either way).
     pub async fn revoke(
@@ -1456,6 +1413,8 @@ pub struct ClientSpec {
     pub first_party: bool,
     pub require_pkce: bool,
     pub id_token_alg: SigningAlg,
+    /// Clients whose access tokens this one may introspect (it serves their APIs).
+    pub introspect_for: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1488,6 +1447,18 @@ impl ClientSpec {
                         && !matches!(u.scheme(), "http" | "https" | "javascript" | "data") => {}
                 _ => return invalid(format!("not an acceptable URI: {uri}")),
             }
+        }
+        if self.introspect_for.len() > 50
+            || self
+                .introspect_for
+                .iter()
+                .any(|id| id.is_empty() || id.len() > 128)
+        {
+            return invalid("introspect_for: at most 50 client ids".into());
+        }
+        if !self.introspect_for.is_empty() && self.auth_method == ClientAuthMethod::None {
+            // The introspection endpoint is for confidential clients only.
+            return invalid("introspect_for needs a confidential client".into());
         }
         if self.auth_method == ClientAuthMethod::PrivateKeyJwt {
             let ok = self

@@ -104,7 +104,7 @@ pub trait OidcStore: Send + Sync {
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, auth_method, jwks, redirect_uris, \
      post_logout_redirect_uris, backchannel_logout_uri, first_party, require_pkce, \
-     id_token_alg, created_at";
+     id_token_alg, created_at, introspect_for";
 
 const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id, redirect_uri, scope, \
      nonce, code_challenge, auth_time, created_at, expires_at";
@@ -149,6 +149,7 @@ struct ClientRow {
     require_pkce: bool,
     id_token_alg: String,
     created_at: OffsetDateTime,
+    introspect_for: String,
 }
 
 impl ClientRow {
@@ -171,6 +172,7 @@ impl ClientRow {
             require_pkce: self.require_pkce,
             id_token_alg: SigningAlg::parse(&self.id_token_alg).unwrap_or(SigningAlg::Rs256),
             created_at: self.created_at,
+            introspect_for: serde_json::from_str(&self.introspect_for).unwrap_or_default(),
         }
     }
 }
@@ -343,7 +345,7 @@ macro_rules! oidc_store {
             async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
                 sqlx::query(&format!(
                     "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ))
                 .bind(&c.id)
                 .bind(&c.name)
@@ -357,6 +359,7 @@ macro_rules! oidc_store {
                 .bind(c.require_pkce)
                 .bind(c.id_token_alg.as_str())
                 .bind(c.created_at)
+                .bind(serde_json::to_string(&c.introspect_for).unwrap_or_default())
                 .execute(&self.writer)
                 .await
                 .map_err(StoreError::from_write)?;

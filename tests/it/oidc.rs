@@ -1216,3 +1216,134 @@ async fn rotated_keys_are_published_and_old_tokens_still_verify() {
         );
     }
 }
+
+#[tokio::test]
+async fn introspection_answers_only_the_tokens_client_and_its_resource_servers() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.state
+            .accounts
+            .create_user(
+                "root@example.com",
+                "Root",
+                PASSWORD,
+                true,
+                app.state.clock.now(),
+            )
+            .await
+            .unwrap();
+        app.create_user("ada@example.com", PASSWORD).await;
+        let webmail = register(&app, "Webmail", false, true, None).await;
+        let other = register(&app, "Other app", false, true, None).await;
+        let rp = relying_party(&app, &webmail).await;
+        let (code, verifier, _) = authorize(&app, &rp, &app.client(), "ada@example.com", &[]).await;
+        let tokens = exchange(&rp, code, verifier).await;
+        let access = tokens.access_token().secret().clone();
+        let refresh = tokens.refresh_token().unwrap().secret().clone();
+
+        // Another client learns nothing: not the subject, the session or the scopes.
+        for token in [&access, &refresh] {
+            let (status, info) =
+                post_form(&app, "/oauth2/introspect", &other, &[("token", token)]).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(info, serde_json::json!({"active": false}), "{}", db.backend);
+        }
+        // The token's own client sees it.
+        let (_, info) =
+            post_form(&app, "/oauth2/introspect", &webmail, &[("token", &access)]).await;
+        assert_eq!(info["active"], true, "{}", db.backend);
+        assert_eq!(info["client_id"], webmail.id.as_str());
+        assert!(info["sid"].is_string());
+
+        // A resource server registered for Webmail at the command line ...
+        let created = crate::cli::gotthard(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Mail API",
+                "--redirect-uri",
+                REDIRECT,
+                "--introspect-for",
+                &webmail.id,
+            ],
+            None,
+        );
+        assert!(
+            created.status.success(),
+            "{}: {}",
+            db.backend,
+            crate::cli::stderr(&created)
+        );
+        let created: Value = serde_json::from_str(&crate::cli::stdout(&created)).unwrap();
+        let mail_api = Registered {
+            id: created["client_id"].as_str().unwrap().to_string(),
+            secret: created["client_secret"].as_str().map(str::to_string),
+        };
+        // ... and one through the API.
+        let (admin, csrf) = app.signed_in("root@example.com").await;
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({
+                "name": "Archive",
+                "redirect_uris": [REDIRECT],
+                "introspect_for": [webmail.id],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", db.backend);
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(created["introspect_for"], serde_json::json!([webmail.id]));
+        let archive = Registered {
+            id: created["client_id"].as_str().unwrap().to_string(),
+            secret: created["client_secret"].as_str().map(str::to_string),
+        };
+        for server in [&mail_api, &archive] {
+            let (_, info) =
+                post_form(&app, "/oauth2/introspect", server, &[("token", &access)]).await;
+            assert_eq!(info["active"], true, "{}: {}", db.backend, server.id);
+            assert_eq!(info["sub"], tokens_subject(&app, "ada@example.com").await);
+            // A refresh token stays its own client's business.
+            let (_, info) =
+                post_form(&app, "/oauth2/introspect", server, &[("token", &refresh)]).await;
+            assert_eq!(info, serde_json::json!({"active": false}));
+        }
+        // Being Webmail's resource server says nothing about the other client's tokens.
+        let (_, body) = post_form(
+            &app,
+            "/oauth2/token",
+            &other,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        let machine = body["access_token"].as_str().unwrap();
+        let (_, info) =
+            post_form(&app, "/oauth2/introspect", &mail_api, &[("token", machine)]).await;
+        assert_eq!(info, serde_json::json!({"active": false}));
+        let (_, info) = post_form(&app, "/oauth2/introspect", &other, &[("token", machine)]).await;
+        assert_eq!(info["active"], true);
+
+        // Only registered clients can be named.
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({
+                "name": "Nobody's",
+                "redirect_uris": [REDIRECT],
+                "introspect_for": ["no-such-client"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+/// The `sub` of a user's tokens (the account's id).
+async fn tokens_subject(app: &TestApp, email: &str) -> String {
+    let user = app.state.store.user_by_email(email).await.unwrap().unwrap();
+    user.id.to_string()
+}

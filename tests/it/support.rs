@@ -218,6 +218,7 @@ impl TestApp {
             first_party: true,
             require_pkce: false,
             id_token_alg: gotthard::tokens::SigningAlg::Rs256,
+            introspect_for: vec![],
         };
         adjust(&mut spec);
         self.state
