@@ -136,6 +136,9 @@ pub struct OidcConfig {
     pub refresh_token_ttl_days: i64,
     pub refresh_grace_secs: i64,
     pub backchannel_poll_interval_secs: u64,
+    pub backchannel_max_attempts: u32,
+    pub backchannel_retry_base_secs: u64,
+    pub backchannel_per_receiver: u32,
 }
 
 impl OidcConfig {
@@ -456,6 +459,28 @@ impl Config {
                 "setup.link_ttl_minutes",
                 "GOTTHARD_SETUP__LINK_TTL_MINUTES",
                 "must be between 1 and 1440",
+            ));
+        }
+        let oidc = &self.oidc;
+        if !(1..=30).contains(&oidc.backchannel_max_attempts) {
+            return Err(invalid(
+                "oidc.backchannel_max_attempts",
+                "GOTTHARD_OIDC__BACKCHANNEL_MAX_ATTEMPTS",
+                "must be between 1 and 30",
+            ));
+        }
+        if !(1..=86_400).contains(&oidc.backchannel_retry_base_secs) {
+            return Err(invalid(
+                "oidc.backchannel_retry_base_secs",
+                "GOTTHARD_OIDC__BACKCHANNEL_RETRY_BASE_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(1..=64).contains(&oidc.backchannel_per_receiver) {
+            return Err(invalid(
+                "oidc.backchannel_per_receiver",
+                "GOTTHARD_OIDC__BACKCHANNEL_PER_RECEIVER",
+                "must be between 1 and 64",
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

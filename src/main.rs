@@ -80,7 +80,8 @@ enum ClientCommand {
         /// Where RP-initiated logout may return to; repeat for several.
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
-        /// Receives back-channel logout tokens when a session with its tokens ends.
+        /// Receives back-channel logout tokens when a session with its tokens ends (https;
+        /// http only to a loopback host).
         #[arg(long)]
         backchannel_logout_uri: Option<String>,
         /// client_secret_basic (default), client_secret_post or private_key_jwt.

@@ -36,6 +36,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    state: &'static str,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum LoginOutcome {
     Success,
@@ -52,6 +57,7 @@ pub struct Metrics {
     argon2_queue: Gauge,
     password_hashes: Counter,
     token_checks_remembered: Gauge,
+    backchannel_logouts: Family<QueueStateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -67,6 +73,7 @@ impl Metrics {
         let argon2_queue = Gauge::default();
         let password_hashes = Counter::default();
         let token_checks_remembered = Gauge::default();
+        let backchannel_logouts = Family::<QueueStateLabels, Gauge>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -98,6 +105,12 @@ impl Metrics {
              Redis; with Redis, while the revocation feed is heard), else 0",
             token_checks_remembered.clone(),
         );
+        registry.register(
+            "backchannel_logouts",
+            "Back-channel logout tokens by state: queued (to be sent or retried) and dead \
+             (every attempt failed; kept 30 days)",
+            backchannel_logouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -106,6 +119,7 @@ impl Metrics {
             argon2_queue,
             password_hashes,
             token_checks_remembered,
+            backchannel_logouts,
         }
     }
 
@@ -162,6 +176,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .token_checks_remembered
         .set(i64::from(state.provider.remembers_token_checks()));
+    // Read from SQL (shared by every instance); left as last seen when it does not answer.
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(Duration::from_secs(1), state.provider.logout_counts()).await
+    {
+        for (state, n) in [("queued", counts.queued), ("dead", counts.dead)] {
+            metrics
+                .backchannel_logouts
+                .get_or_create(&QueueStateLabels { state })
+                .set(n);
+        }
+    }
     let mut body = String::new();
     if encode(&mut body, &metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

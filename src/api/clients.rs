@@ -67,6 +67,7 @@ pub struct ClientCreate {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Receives back-channel logout tokens: `https`, or `http` only to a loopback host.
     pub backchannel_logout_uri: Option<String>,
     /// `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` or `none`
     /// (a public client: PKCE required).

@@ -168,5 +168,17 @@ pub struct QueuedLogout {
     pub attempts: i32,
 }
 
+/// The back-channel logout queue, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogoutCounts {
+    /// Waiting to be sent (or being sent).
+    pub queued: i64,
+    /// Dead-lettered after the last attempt; kept for [`DEAD_LOGOUT_RETENTION`].
+    pub dead: i64,
+}
+
+/// How long a dead-lettered logout stays visible before it is deleted.
+pub const DEAD_LOGOUT_RETENTION: time::Duration = time::Duration::days(30);
+
 /// What issuing one token writes: its refresh token (if any) and its activity event.
 pub type IssueRecord = (Option<NewRefreshToken>, crate::audit::ActivityEvent);

@@ -10,7 +10,10 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod backchannel;
 mod introspection;
+
+pub use backchannel::LogoutSender;
 
 use super::checks::{CacheScope, TokenChecks};
 use super::claims::{self, AccessClaims, JwtRefused};
@@ -1310,72 +1313,6 @@ impl Provider {
             redirect,
         })
     }
-
-    /// Sends queued back-channel logout tokens (OIDC Back-Channel Logout 1.0 §2.4); failures
-    /// are retried with backoff. Returns how many were delivered.
-    pub async fn deliver_logouts(
-        &self,
-        http: &reqwest::Client,
-        now: OffsetDateTime,
-    ) -> Result<usize, StoreError> {
-        let due = self
-            .store
-            .claim_due_logouts(now, now + time::Duration::minutes(2), 20)
-            .await?;
-        let mut sent = 0;
-        for logout in due {
-            let token = self.logout_token(&logout, now);
-            let result: Result<(), String> = match token {
-                Some(token) => http
-                    .post(&logout.uri)
-                    .form(&[("logout_token", token)])
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())
-                    .and_then(|r| {
-                        if r.status().is_success() {
-                            Ok(())
-                        } else {
-                            Err(format!("HTTP {}", r.status().as_u16()))
-                        }
-                    }),
-                None => Err("no signing key".to_string()),
-            };
-            match result {
-                Ok(()) => {
-                    self.store.mark_logout_sent(logout.id, now).await?;
-                    sent += 1;
-                }
-                Err(error) => {
-                    let backoff = 30i64.saturating_mul(1 << logout.attempts.clamp(0, 7));
-                    tracing::warn!(client = %logout.client_id, %error, "back-channel logout failed; will retry");
-                    self.store
-                        .mark_logout_failed(
-                            logout.id,
-                            &error,
-                            now + time::Duration::seconds(backoff.min(3600)),
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(sent)
-    }
-
-    fn logout_token(&self, logout: &QueuedLogout, now: OffsetDateTime) -> Option<String> {
-        let key = self.keys.active(logout.id_token_alg)?;
-        let claims = json!({
-            "iss": self.issuer,
-            "sub": logout.subject,
-            "aud": logout.client_id,
-            "iat": now.unix_timestamp(),
-            "exp": now.unix_timestamp() + 120,
-            "jti": Uuid::now_v7().simple().to_string(),
-            "sid": logout.session_id,
-            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
-        });
-        key.sign_jwt("logout+jwt", &claims).ok()
-    }
 }
 
 /// A checked RP-initiated logout request.
@@ -1434,8 +1371,7 @@ impl ClientSpec {
         let uris = self
             .redirect_uris
             .iter()
-            .chain(&self.post_logout_redirect_uris)
-            .chain(&self.backchannel_logout_uri);
+            .chain(&self.post_logout_redirect_uris);
         for uri in uris {
             match url::Url::parse(uri) {
                 // RFC 6749 §3.1.2: absolute, no fragment. Plain http only for loopback.
@@ -1447,6 +1383,14 @@ impl ClientSpec {
                         && !matches!(u.scheme(), "http" | "https" | "javascript" | "data") => {}
                 _ => return invalid(format!("not an acceptable URI: {uri}")),
             }
+        }
+        if let Some(uri) = &self.backchannel_logout_uri
+            && !backchannel::acceptable_uri(uri)
+        {
+            return invalid(format!(
+                "backchannel_logout_uri must be an https URL (http only to a loopback host), \
+                 without fragment: {uri}"
+            ));
         }
         if self.introspect_for.len() > 50
             || self

@@ -12,8 +12,8 @@ use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
-    GrantState, IssueRecord, NewRefreshToken, QueuedLogout, RefreshUse, SessionMethod,
-    SessionTimes,
+    GrantState, IssueRecord, LogoutCounts, NewRefreshToken, QueuedLogout, RefreshUse,
+    SessionMethod, SessionTimes,
 };
 use crate::tokens::{SigningAlg, TokenDigest};
 
@@ -85,12 +85,18 @@ pub trait OidcStore: Send + Sync {
         event: &ActivityEvent,
     ) -> Result<bool, StoreError>;
 
+    /// Claims up to `limit` due logouts, at most `per_client` of any one client (so that
+    /// one client's backlog does not fill a claim), leased until `lease_until`; each claim
+    /// counts as an attempt.
     async fn claim_due_logouts(
         &self,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: i64,
+        per_client: i64,
     ) -> Result<Vec<QueuedLogout>, StoreError>;
+    /// Gives a claimed logout back, due now, its claim not counted as an attempt.
+    async fn release_logout(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn mark_logout_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn mark_logout_failed(
         &self,
@@ -98,7 +104,16 @@ pub trait OidcStore: Send + Sync {
         error: &str,
         next_attempt_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    /// Deletes expired codes, revoked-jti entries and sent logouts.
+    /// No more attempts: the logout is dead-lettered with its last error.
+    async fn mark_logout_dead(
+        &self,
+        id: Uuid,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Logouts still to be sent, and dead-lettered ones.
+    async fn count_logouts(&self) -> Result<LogoutCounts, StoreError>;
+    /// Deletes expired codes, revoked-jti entries, sent logouts and old dead-lettered ones.
     async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
@@ -766,14 +781,21 @@ macro_rules! oidc_store {
                 now: OffsetDateTime,
                 lease_until: OffsetDateTime,
                 limit: i64,
+                per_client: i64,
             ) -> Result<Vec<QueuedLogout>, StoreError> {
                 // Claiming moves `next_attempt_at` to the end of a lease, so another instance
-                // polling meanwhile does not send the same logout.
+                // polling meanwhile does not send the same logout; the outer conditions are
+                // checked again on rows another instance claimed first (PostgreSQL).
                 let rows = sqlx::query_as::<_, LogoutRow>(
                     "UPDATE backchannel_outbox SET next_attempt_at = $1, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM backchannel_outbox \
-                                  WHERE sent_at IS NULL AND next_attempt_at <= $2 \
-                                  ORDER BY next_attempt_at LIMIT $3) \
+                     WHERE id IN (SELECT id FROM \
+                                    (SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                                       (PARTITION BY client_id ORDER BY next_attempt_at, id) AS nth \
+                                     FROM backchannel_outbox \
+                                     WHERE sent_at IS NULL AND dead_at IS NULL \
+                                       AND next_attempt_at <= $2) due \
+                                  WHERE nth <= $4 ORDER BY next_attempt_at LIMIT $3) \
+                       AND sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $2 \
                      RETURNING id, client_id, \
                        (SELECT backchannel_logout_uri FROM oauth_clients c \
                         WHERE c.id = backchannel_outbox.client_id) AS uri, \
@@ -784,6 +806,7 @@ macro_rules! oidc_store {
                 .bind(lease_until)
                 .bind(now)
                 .bind(limit)
+                .bind(per_client)
                 .fetch_all(&self.writer)
                 .await?;
                 Ok(rows
@@ -801,6 +824,18 @@ macro_rules! oidc_store {
                         })
                     })
                     .collect())
+            }
+
+            async fn release_logout(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE backchannel_outbox SET next_attempt_at = $1, attempts = attempts - 1 \
+                     WHERE id = $2 AND sent_at IS NULL AND dead_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
             }
 
             async fn mark_logout_sent(
@@ -834,6 +869,35 @@ macro_rules! oidc_store {
                 Ok(())
             }
 
+            async fn mark_logout_dead(
+                &self,
+                id: Uuid,
+                error: &str,
+                now: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE backchannel_outbox SET last_error = $1, dead_at = $2 WHERE id = $3",
+                )
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn count_logouts(&self) -> Result<LogoutCounts, StoreError> {
+                let (queued, dead): (i64, i64) = sqlx::query_as(
+                    "SELECT \
+                       COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \
+                       COUNT(dead_at) \
+                     FROM backchannel_outbox WHERE sent_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(LogoutCounts { queued, dead })
+            }
+
             async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
                 let mut deleted = 0;
                 for sql in [
@@ -854,6 +918,11 @@ macro_rules! oidc_store {
                 .execute(&self.writer)
                 .await?
                 .rows_affected();
+                deleted += sqlx::query("DELETE FROM backchannel_outbox WHERE dead_at <= $1")
+                    .bind(now - crate::oidc::DEAD_LOGOUT_RETENTION)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
                 Ok(deleted)
             }
         }
