@@ -50,6 +50,8 @@ pub struct HttpConfig {
 pub struct RateLimitConfig {
     pub sign_in_per_minute: u32,
     pub sign_in_burst: u32,
+    pub reauth_per_minute: u32,
+    pub reauth_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,9 @@ pub struct OidcConfig {
     pub refresh_token_ttl_days: i64,
     pub refresh_grace_secs: i64,
     pub backchannel_poll_interval_secs: u64,
+    pub backchannel_max_attempts: u32,
+    pub backchannel_retry_base_secs: u64,
+    pub backchannel_per_receiver: u32,
 }
 
 impl OidcConfig {
@@ -420,6 +425,20 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.rate_limit.reauth_per_minute == 0 {
+            return Err(invalid(
+                "rate_limit.reauth_per_minute",
+                "GOTTHARD_RATE_LIMIT__REAUTH_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.reauth_burst == 0 {
+            return Err(invalid(
+                "rate_limit.reauth_burst",
+                "GOTTHARD_RATE_LIMIT__REAUTH_BURST",
+                "must be at least 1",
+            ));
+        }
         if self.http.request_timeout_secs == 0 {
             return Err(invalid(
                 "http.request_timeout_secs",
@@ -505,6 +524,28 @@ impl Config {
                 "setup.link_ttl_minutes",
                 "GOTTHARD_SETUP__LINK_TTL_MINUTES",
                 "must be between 1 and 1440",
+            ));
+        }
+        let oidc = &self.oidc;
+        if !(1..=30).contains(&oidc.backchannel_max_attempts) {
+            return Err(invalid(
+                "oidc.backchannel_max_attempts",
+                "GOTTHARD_OIDC__BACKCHANNEL_MAX_ATTEMPTS",
+                "must be between 1 and 30",
+            ));
+        }
+        if !(1..=86_400).contains(&oidc.backchannel_retry_base_secs) {
+            return Err(invalid(
+                "oidc.backchannel_retry_base_secs",
+                "GOTTHARD_OIDC__BACKCHANNEL_RETRY_BASE_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(1..=64).contains(&oidc.backchannel_per_receiver) {
+            return Err(invalid(
+                "oidc.backchannel_per_receiver",
+                "GOTTHARD_OIDC__BACKCHANNEL_PER_RECEIVER",
+                "must be between 1 and 64",
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

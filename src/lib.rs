@@ -376,15 +376,12 @@ async fn send_mail(state: AppState) {
     }
 }
 
-/// Background task: sends queued back-channel logout tokens, when a session ends here and
-/// every `oidc.backchannel_poll_interval_secs` (sessions end on other instances too).
+/// Background task: sends queued back-channel logout tokens, when a session ends here, when
+/// a delivery finishes, and every `oidc.backchannel_poll_interval_secs` (sessions end on
+/// other instances too).
 async fn send_logouts(state: AppState) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(http) => http,
+    let mut sender = match oidc::LogoutSender::new(state.provider.clone(), state.clock.clone()) {
+        Ok(sender) => sender,
         Err(err) => {
             tracing::error!(error = %err, "cannot build the HTTP client for back-channel logout");
             return;
@@ -392,14 +389,10 @@ async fn send_logouts(state: AppState) {
     };
     let every = Duration::from_secs(state.config.oidc.backchannel_poll_interval_secs.max(1));
     loop {
-        if let Err(err) = state
-            .provider
-            .deliver_logouts(&http, state.clock.now())
-            .await
-        {
+        if let Err(err) = sender.send_due().await {
             tracing::warn!(error = %err, "back-channel logout queue unreachable; retrying");
         }
-        let _ = tokio::time::timeout(every, state.backchannel.notified()).await;
+        sender.wait(every, &state.backchannel).await;
     }
 }
 

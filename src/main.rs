@@ -80,7 +80,8 @@ enum ClientCommand {
         /// Where RP-initiated logout may return to; repeat for several.
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
-        /// Receives back-channel logout tokens when a session with its tokens ends.
+        /// Receives back-channel logout tokens when a session with its tokens ends (https;
+        /// http only to a loopback host).
         #[arg(long)]
         backchannel_logout_uri: Option<String>,
         /// client_secret_basic (default), client_secret_post or private_key_jwt.
@@ -96,6 +97,10 @@ enum ClientCommand {
         /// each time, even for a first-party client).
         #[arg(long)]
         admin_scope: bool,
+        /// A client whose access tokens this one may introspect (it is its resource
+        /// server); repeat for several. Without, it introspects only its own tokens.
+        #[arg(long = "introspect-for", value_name = "CLIENT_ID")]
+        introspect_for: Vec<String>,
     },
     /// List clients.
     List,
@@ -621,6 +626,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
             jwks,
             id_token_alg,
             admin_scope,
+            introspect_for,
         } => {
             let auth_method = if public {
                 ClientAuthMethod::None
@@ -648,6 +654,7 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
                 id_token_alg: SigningAlg::parse(&id_token_alg)
                     .ok_or_else(|| anyhow::anyhow!("unknown --id-token-alg {id_token_alg}"))?,
                 admin_scope,
+                introspect_for,
             };
             let (client, secret) = state.provider.create_client(spec, now).await?;
             let mut out = serde_json::json!({ "client_id": client.id, "name": client.name });

@@ -36,6 +36,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    state: &'static str,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum LoginOutcome {
     Success,
@@ -50,7 +55,9 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
     argon2_queue: Gauge,
+    password_hashes: Counter,
     token_checks_remembered: Gauge,
+    backchannel_logouts: Family<QueueStateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -64,7 +71,9 @@ impl Metrics {
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
         let argon2_queue = Gauge::default();
+        let password_hashes = Counter::default();
         let token_checks_remembered = Gauge::default();
+        let backchannel_logouts = Family::<QueueStateLabels, Gauge>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -86,10 +95,21 @@ impl Metrics {
             argon2_queue.clone(),
         );
         registry.register(
+            "password_hashes",
+            "argon2 computations run (password hashes and verifies, dummy ones included)",
+            password_hashes.clone(),
+        );
+        registry.register(
             "token_checks_remembered",
             "1 while bearer checks may be answered from this instance's memory (always without \
              Redis; with Redis, while the revocation feed is heard), else 0",
             token_checks_remembered.clone(),
+        );
+        registry.register(
+            "backchannel_logouts",
+            "Back-channel logout tokens by state: queued (to be sent or retried) and dead \
+             (every attempt failed; kept 30 days)",
+            backchannel_logouts.clone(),
         );
         Self {
             registry,
@@ -97,7 +117,9 @@ impl Metrics {
             durations,
             logins,
             argon2_queue,
+            password_hashes,
             token_checks_remembered,
+            backchannel_logouts,
         }
     }
 
@@ -146,9 +168,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .argon2_queue
         .set(state.accounts.hasher().queue_depth() as i64);
+    // The hasher counts; the counter shows its total (it never goes down).
+    metrics.password_hashes.inner().store(
+        state.accounts.hasher().computed(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     metrics
         .token_checks_remembered
         .set(i64::from(state.provider.remembers_token_checks()));
+    // Read from SQL (shared by every instance); left as last seen when it does not answer.
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(Duration::from_secs(1), state.provider.logout_counts()).await
+    {
+        for (state, n) in [("queued", counts.queued), ("dead", counts.dead)] {
+            metrics
+                .backchannel_logouts
+                .get_or_create(&QueueStateLabels { state })
+                .set(n);
+        }
+    }
     let mut body = String::new();
     if encode(&mut body, &metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

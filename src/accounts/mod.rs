@@ -103,6 +103,11 @@ pub enum PasswordCheck {
 }
 
 impl PasswordCheck {
+    /// A signed-in user confirming their own password (not a sign-in).
+    pub fn is_reauthentication(self) -> bool {
+        self != PasswordCheck::Login
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PasswordCheck::Login => "login",
@@ -254,8 +259,9 @@ impl Accounts {
     }
 
     /// The one path every password check takes. The attempt is counted before argon2 runs;
-    /// a locked account (or one without a password, or no account) costs the same verify
-    /// against the dummy hash and gets the same answer as a wrong password.
+    /// at sign-in a locked account (or one without a password, or no account) costs the
+    /// same verify against the dummy hash and gets the same answer as a wrong password; a
+    /// re-authentication refused by the lock gets that answer without any hash.
     async fn verify(
         &self,
         user: Option<User>,
@@ -278,7 +284,17 @@ impl Accounts {
             Attempt::Counted { .. } => user.as_ref().and_then(|u| u.password_hash.as_deref()),
             Attempt::Refused => None,
         };
-        let verification = match self.hasher.verify(password, phc).await {
+        // A re-check of a signed-in user's own password on a locked account is answered
+        // without argon2: the caller already owns the session, so the time saved tells them
+        // nothing, while a hash per refused attempt would let one session keep the pool
+        // busy. Sign-in (and anything else before a session) keeps the equal work.
+        let skip_hash = attempt == Attempt::Refused && purpose.is_reauthentication();
+        let checked = if skip_hash {
+            Ok(Verification::Mismatch)
+        } else {
+            self.hasher.verify(password, phc).await
+        };
+        let verification = match checked {
             Ok(verification) => verification,
             Err(err) => {
                 // Not checked (the pool is saturated): the attempt must not count, or a flood

@@ -3,7 +3,7 @@
 //! logins saturate the CPU.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
@@ -89,6 +89,8 @@ enum Job {
 pub struct PasswordHasher {
     jobs: Sender<Job>,
     waiting: Arc<AtomicUsize>,
+    /// argon2 computations run so far (hashes and verifies, dummy ones included).
+    computed: Arc<AtomicU64>,
     /// A hash of a random password with the current parameters: verified against when the
     /// account does not exist, so that both cases cost the same.
     dummy_phc: Arc<str>,
@@ -110,10 +112,12 @@ impl PasswordHasher {
 
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.queue_limit);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let computed = Arc::new(AtomicU64::new(0));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
             let argon = argon.clone();
             let waiting = waiting.clone();
+            let computed = computed.clone();
             std::thread::Builder::new()
                 .name(format!("gotthard-argon2-{i}"))
                 .spawn(move || {
@@ -123,6 +127,9 @@ impl PasswordHasher {
                     let mut memory: Vec<Block> = Vec::new();
                     while let Ok(job) = queue.recv() {
                         waiting.fetch_sub(1, Ordering::Relaxed);
+                        // Counted before the reply goes out, so that whoever awaited it
+                        // sees it counted.
+                        computed.fetch_add(1, Ordering::Relaxed);
                         run_job(&argon, &mut memory, job);
                     }
                 })
@@ -131,6 +138,7 @@ impl PasswordHasher {
         Ok(Self {
             jobs,
             waiting,
+            computed,
             dummy_phc,
         })
     }
@@ -138,6 +146,11 @@ impl PasswordHasher {
     /// Jobs waiting for a thread (the `/metrics` queue depth).
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Password hashes and verifies computed since start (`gotthard_password_hashes_total`).
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {

@@ -28,6 +28,8 @@ pub struct ClientView {
     pub id_token_signed_response_alg: String,
     /// May ask for the `admin` scope (the user is asked each time).
     pub admin_scope: bool,
+    /// Clients whose access tokens this one may introspect.
+    pub introspect_for: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Only in the answer to the creation, never again.
@@ -48,6 +50,7 @@ impl ClientView {
             require_pkce: client.require_pkce,
             id_token_signed_response_alg: client.id_token_alg.as_str().to_string(),
             admin_scope: client.admin_scope,
+            introspect_for: client.introspect_for.clone(),
             created_at: client.created_at,
             client_secret: secret,
         }
@@ -67,6 +70,7 @@ pub struct ClientCreate {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Receives back-channel logout tokens: `https`, or `http` only to a loopback host.
     pub backchannel_logout_uri: Option<String>,
     /// `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` or `none`
     /// (a public client: PKCE required).
@@ -84,6 +88,10 @@ pub struct ClientCreate {
     /// user is asked each time).
     #[serde(default)]
     pub admin_scope: bool,
+    /// Ids of clients whose access tokens this one may introspect (it is their resource
+    /// server); without, it introspects only its own tokens.
+    #[serde(default)]
+    pub introspect_for: Vec<String>,
 }
 
 fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
@@ -156,6 +164,7 @@ pub async fn create(
         require_pkce: body.require_pkce,
         id_token_alg,
         admin_scope: body.admin_scope,
+        introspect_for: body.introspect_for,
     };
     let (client, secret) = state
         .provider

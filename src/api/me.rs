@@ -97,6 +97,31 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// The caller's password, checked again before a sensitive change. Each check is a full
+/// argon2 hash, so they are limited per account and per client address (429 beyond).
+async fn reauthenticate(
+    state: &AppState,
+    caller: &Caller,
+    password: &str,
+    purpose: PasswordCheck,
+) -> Result<(), ApiError> {
+    let user = &caller.me.user;
+    let ip = caller
+        .client
+        .ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = state.rate_limits.check_reauth(user.id, ip).await {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::RateLimited(secs.max(1)));
+    }
+    state
+        .accounts
+        .confirm_password(user, password, purpose, &caller.client, state.clock.now())
+        .await?;
+    Ok(())
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
@@ -117,6 +142,7 @@ pub struct ProfilePatch {
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
+    (status = 429, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -142,16 +168,7 @@ pub async fn update(
         let password = patch.current_password.as_deref().ok_or_else(|| {
             ApiError::Invalid("`current_password` is required to change the e-mail address".into())
         })?;
-        state
-            .accounts
-            .confirm_password(
-                user,
-                password,
-                PasswordCheck::EmailChange,
-                &caller.client,
-                now,
-            )
-            .await?;
+        reauthenticate(&state, &caller, password, PasswordCheck::EmailChange).await?;
     }
     let change = ProfileChange {
         name: patch.name,
@@ -184,6 +201,7 @@ pub struct PasswordChanged {
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
+    (status = 429, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn change_password(
     State(state): State<AppState>,
@@ -194,16 +212,13 @@ pub async fn change_password(
     caller.require_csrf(&state, &headers)?;
     let now = state.clock.now();
     let me = &caller.me;
-    state
-        .accounts
-        .confirm_password(
-            &me.user,
-            &body.current_password,
-            PasswordCheck::PasswordChange,
-            &caller.client,
-            now,
-        )
-        .await?;
+    reauthenticate(
+        &state,
+        &caller,
+        &body.current_password,
+        PasswordCheck::PasswordChange,
+    )
+    .await?;
     let alert = crate::mail::password_changed(
         &state.pages.i18n,
         &me.user,
@@ -240,6 +255,7 @@ pub struct AccountDeletion {
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"),
+    (status = 429, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -249,16 +265,13 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     caller.require_csrf(&state, &headers)?;
     let me = &caller.me;
-    state
-        .accounts
-        .confirm_password(
-            &me.user,
-            &body.password,
-            PasswordCheck::AccountDeletion,
-            &caller.client,
-            state.clock.now(),
-        )
-        .await?;
+    reauthenticate(
+        &state,
+        &caller,
+        &body.password,
+        PasswordCheck::AccountDeletion,
+    )
+    .await?;
     state.accounts.delete(&me.user, state.clock.now()).await?;
     tracing::info!(user_id = %me.user.id, "account deleted by its owner");
     let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());

@@ -23,6 +23,10 @@ pub enum ApiError {
     /// Password hashing is saturated: try again shortly.
     #[error("busy")]
     Busy,
+    /// Too many password re-checks for this account or address; retry after this many
+    /// seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
     /// The framework's rejection of a body (syntax, content type, size), with its status.
     #[error("rejected: {1}")]
     Rejected(StatusCode, String),
@@ -197,6 +201,17 @@ impl IntoResponse for ApiError {
                         .headers_mut()
                         .insert(header::WWW_AUTHENTICATE, value);
                 }
+                return response;
+            }
+            ApiError::RateLimited(secs) => {
+                let mut response = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many password checks for this account or address; retry later.",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
                 return response;
             }
             ApiError::Rejected(status, detail) => (*status, detail.as_str()),

@@ -54,6 +54,9 @@ pub struct Client {
     /// May ask for the `admin` scope (always with the user's consent).
     pub admin_scope: bool,
     pub created_at: OffsetDateTime,
+    /// Clients whose access tokens this one may introspect (it is their resource server);
+    /// its own it always may.
+    pub introspect_for: Vec<String>,
 }
 
 impl Client {
@@ -166,6 +169,18 @@ pub struct QueuedLogout {
     pub session_id: String,
     pub attempts: i32,
 }
+
+/// The back-channel logout queue, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogoutCounts {
+    /// Waiting to be sent (or being sent).
+    pub queued: i64,
+    /// Dead-lettered after the last attempt; kept for [`DEAD_LOGOUT_RETENTION`].
+    pub dead: i64,
+}
+
+/// How long a dead-lettered logout stays visible before it is deleted.
+pub const DEAD_LOGOUT_RETENTION: time::Duration = time::Duration::days(30);
 
 /// What issuing one token writes: its refresh token (if any) and its activity event.
 pub type IssueRecord = (Option<NewRefreshToken>, crate::audit::ActivityEvent);

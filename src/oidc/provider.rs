@@ -10,6 +10,11 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod backchannel;
+mod introspection;
+
+pub use backchannel::LogoutSender;
+
 use super::checks::{CacheScope, TokenChecks};
 use super::claims::{self, AccessClaims, JwtRefused};
 use super::model::*;
@@ -245,6 +250,19 @@ impl Provider {
         now: OffsetDateTime,
     ) -> Result<(Client, Option<String>), ClientSpecError> {
         spec.check()?;
+        for id in &spec.introspect_for {
+            if self
+                .store
+                .client(id)
+                .await
+                .map_err(ClientSpecError::Store)?
+                .is_none()
+            {
+                return Err(ClientSpecError::Invalid(format!(
+                    "introspect_for: no client {id}"
+                )));
+            }
+        }
         let secret = match spec.auth_method {
             ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
                 Some(OpaqueToken::generate())
@@ -265,6 +283,7 @@ impl Provider {
             id_token_alg: spec.id_token_alg,
             admin_scope: spec.admin_scope,
             created_at: now,
+            introspect_for: spec.introspect_for,
         };
         self.store
             .insert_client(&client)
@@ -1219,65 +1238,6 @@ impl Provider {
         Ok(Value::Object(body))
     }
 
-    /// RFC 7662. Access tokens may be introspected by any authenticated client (resource
-    /// servers); refresh tokens only by the client they were issued to.
-    pub async fn introspect(
-        &self,
-        client: &Client,
-        token: &str,
-        now: OffsetDateTime,
-    ) -> Result<Value, StoreError> {
-        let inactive = json!({ "active": false });
-        if let Some(opaque) = OpaqueToken::from_client(token) {
-            let Some(grant) = self
-                .store
-                .refresh_token_grant(&opaque.digest(), now)
-                .await?
-            else {
-                return Ok(inactive);
-            };
-            if grant.client_id != client.id || !self.grant_alive(&grant, now) {
-                return Ok(inactive);
-            }
-            let mut body = json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "client_id": grant.client_id,
-                "scope": grant.scope,
-                "iss": self.issuer,
-            });
-            if let Some(user) = grant.user_id {
-                body["sub"] = json!(user.to_string());
-            }
-            return Ok(body);
-        }
-        match self.verify_access_token(token, now).await {
-            Ok((c, _)) => {
-                let mut body = json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "client_id": c.client_id,
-                    "scope": c.scope,
-                    "sub": c.sub,
-                    "aud": c.aud,
-                    "iss": c.iss,
-                    "exp": c.exp,
-                    "iat": c.iat,
-                    "jti": c.jti,
-                });
-                if let Some(sid) = c.sid {
-                    body["sid"] = json!(sid);
-                }
-                if let Some(auth_time) = c.auth_time {
-                    body["auth_time"] = json!(auth_time);
-                }
-                Ok(body)
-            }
-            Err(BearerError::Store(err)) => Err(err),
-            Err(_) => Ok(inactive),
-        }
-    }
-
     /// RFC 7009: a refresh token revokes its whole grant, an access token itself. Tokens of
     /// other clients and unknown tokens are ignored (the answer is 200 either way).
     pub async fn revoke(
@@ -1398,72 +1358,6 @@ impl Provider {
             redirect,
         })
     }
-
-    /// Sends queued back-channel logout tokens (OIDC Back-Channel Logout 1.0 §2.4); failures
-    /// are retried with backoff. Returns how many were delivered.
-    pub async fn deliver_logouts(
-        &self,
-        http: &reqwest::Client,
-        now: OffsetDateTime,
-    ) -> Result<usize, StoreError> {
-        let due = self
-            .store
-            .claim_due_logouts(now, now + time::Duration::minutes(2), 20)
-            .await?;
-        let mut sent = 0;
-        for logout in due {
-            let token = self.logout_token(&logout, now);
-            let result: Result<(), String> = match token {
-                Some(token) => http
-                    .post(&logout.uri)
-                    .form(&[("logout_token", token)])
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())
-                    .and_then(|r| {
-                        if r.status().is_success() {
-                            Ok(())
-                        } else {
-                            Err(format!("HTTP {}", r.status().as_u16()))
-                        }
-                    }),
-                None => Err("no signing key".to_string()),
-            };
-            match result {
-                Ok(()) => {
-                    self.store.mark_logout_sent(logout.id, now).await?;
-                    sent += 1;
-                }
-                Err(error) => {
-                    let backoff = 30i64.saturating_mul(1 << logout.attempts.clamp(0, 7));
-                    tracing::warn!(client = %logout.client_id, %error, "back-channel logout failed; will retry");
-                    self.store
-                        .mark_logout_failed(
-                            logout.id,
-                            &error,
-                            now + time::Duration::seconds(backoff.min(3600)),
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(sent)
-    }
-
-    fn logout_token(&self, logout: &QueuedLogout, now: OffsetDateTime) -> Option<String> {
-        let key = self.keys.active(logout.id_token_alg)?;
-        let claims = json!({
-            "iss": self.issuer,
-            "sub": logout.subject,
-            "aud": logout.client_id,
-            "iat": now.unix_timestamp(),
-            "exp": now.unix_timestamp() + 120,
-            "jti": Uuid::now_v7().simple().to_string(),
-            "sid": logout.session_id,
-            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
-        });
-        key.sign_jwt("logout+jwt", &claims).ok()
-    }
 }
 
 /// A checked RP-initiated logout request.
@@ -1503,6 +1397,8 @@ pub struct ClientSpec {
     pub id_token_alg: SigningAlg,
     /// May ask for the `admin` scope (always with the user's consent).
     pub admin_scope: bool,
+    /// Clients whose access tokens this one may introspect (it serves their APIs).
+    pub introspect_for: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1522,8 +1418,7 @@ impl ClientSpec {
         let uris = self
             .redirect_uris
             .iter()
-            .chain(&self.post_logout_redirect_uris)
-            .chain(&self.backchannel_logout_uri);
+            .chain(&self.post_logout_redirect_uris);
         for uri in uris {
             match url::Url::parse(uri) {
                 // RFC 6749 §3.1.2: absolute, no fragment. Plain http only for loopback.
@@ -1535,6 +1430,26 @@ impl ClientSpec {
                         && !matches!(u.scheme(), "http" | "https" | "javascript" | "data") => {}
                 _ => return invalid(format!("not an acceptable URI: {uri}")),
             }
+        }
+        if let Some(uri) = &self.backchannel_logout_uri
+            && !backchannel::acceptable_uri(uri)
+        {
+            return invalid(format!(
+                "backchannel_logout_uri must be an https URL (http only to a loopback host), \
+                 without fragment: {uri}"
+            ));
+        }
+        if self.introspect_for.len() > 50
+            || self
+                .introspect_for
+                .iter()
+                .any(|id| id.is_empty() || id.len() > 128)
+        {
+            return invalid("introspect_for: at most 50 client ids".into());
+        }
+        if !self.introspect_for.is_empty() && self.auth_method == ClientAuthMethod::None {
+            // The introspection endpoint is for confidential clients only.
+            return invalid("introspect_for needs a confidential client".into());
         }
         if self.auth_method == ClientAuthMethod::PrivateKeyJwt {
             let ok = self

@@ -12,8 +12,8 @@ use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, Consent,
-    GrantState, IssueRecord, NewRefreshToken, QueuedLogout, RefreshUse, SessionMethod,
-    SessionTimes,
+    GrantState, IssueRecord, LogoutCounts, NewRefreshToken, QueuedLogout, RefreshUse,
+    SessionMethod, SessionTimes,
 };
 use crate::tokens::{SigningAlg, TokenDigest};
 
@@ -85,12 +85,18 @@ pub trait OidcStore: Send + Sync {
         event: &ActivityEvent,
     ) -> Result<bool, StoreError>;
 
+    /// Claims up to `limit` due logouts, at most `per_client` of any one client (so that
+    /// one client's backlog does not fill a claim), leased until `lease_until`; each claim
+    /// counts as an attempt.
     async fn claim_due_logouts(
         &self,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: i64,
+        per_client: i64,
     ) -> Result<Vec<QueuedLogout>, StoreError>;
+    /// Gives a claimed logout back, due now, its claim not counted as an attempt.
+    async fn release_logout(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn mark_logout_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn mark_logout_failed(
         &self,
@@ -98,13 +104,22 @@ pub trait OidcStore: Send + Sync {
         error: &str,
         next_attempt_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    /// Deletes expired codes, revoked-jti entries and sent logouts.
+    /// No more attempts: the logout is dead-lettered with its last error.
+    async fn mark_logout_dead(
+        &self,
+        id: Uuid,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Logouts still to be sent, and dead-lettered ones.
+    async fn count_logouts(&self) -> Result<LogoutCounts, StoreError>;
+    /// Deletes expired codes, revoked-jti entries, sent logouts and old dead-lettered ones.
     async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, auth_method, jwks, redirect_uris, \
      post_logout_redirect_uris, backchannel_logout_uri, first_party, require_pkce, \
-     id_token_alg, created_at, admin_scope";
+     id_token_alg, created_at, admin_scope, introspect_for";
 
 const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id, redirect_uri, scope, \
      nonce, code_challenge, auth_time, created_at, expires_at";
@@ -150,6 +165,7 @@ struct ClientRow {
     id_token_alg: String,
     created_at: OffsetDateTime,
     admin_scope: bool,
+    introspect_for: String,
 }
 
 impl ClientRow {
@@ -173,6 +189,7 @@ impl ClientRow {
             id_token_alg: SigningAlg::parse(&self.id_token_alg).unwrap_or(SigningAlg::Rs256),
             admin_scope: self.admin_scope,
             created_at: self.created_at,
+            introspect_for: serde_json::from_str(&self.introspect_for).unwrap_or_default(),
         }
     }
 }
@@ -345,7 +362,7 @@ macro_rules! oidc_store {
             async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
                 sqlx::query(&format!(
                     "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 ))
                 .bind(&c.id)
                 .bind(&c.name)
@@ -360,6 +377,7 @@ macro_rules! oidc_store {
                 .bind(c.id_token_alg.as_str())
                 .bind(c.created_at)
                 .bind(c.admin_scope)
+                .bind(serde_json::to_string(&c.introspect_for).unwrap_or_default())
                 .execute(&self.writer)
                 .await
                 .map_err(StoreError::from_write)?;
@@ -766,14 +784,21 @@ macro_rules! oidc_store {
                 now: OffsetDateTime,
                 lease_until: OffsetDateTime,
                 limit: i64,
+                per_client: i64,
             ) -> Result<Vec<QueuedLogout>, StoreError> {
                 // Claiming moves `next_attempt_at` to the end of a lease, so another instance
-                // polling meanwhile does not send the same logout.
+                // polling meanwhile does not send the same logout; the outer conditions are
+                // checked again on rows another instance claimed first (PostgreSQL).
                 let rows = sqlx::query_as::<_, LogoutRow>(
                     "UPDATE backchannel_outbox SET next_attempt_at = $1, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM backchannel_outbox \
-                                  WHERE sent_at IS NULL AND next_attempt_at <= $2 \
-                                  ORDER BY next_attempt_at LIMIT $3) \
+                     WHERE id IN (SELECT id FROM \
+                                    (SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                                       (PARTITION BY client_id ORDER BY next_attempt_at, id) AS nth \
+                                     FROM backchannel_outbox \
+                                     WHERE sent_at IS NULL AND dead_at IS NULL \
+                                       AND next_attempt_at <= $2) due \
+                                  WHERE nth <= $4 ORDER BY next_attempt_at LIMIT $3) \
+                       AND sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $2 \
                      RETURNING id, client_id, \
                        (SELECT backchannel_logout_uri FROM oauth_clients c \
                         WHERE c.id = backchannel_outbox.client_id) AS uri, \
@@ -784,6 +809,7 @@ macro_rules! oidc_store {
                 .bind(lease_until)
                 .bind(now)
                 .bind(limit)
+                .bind(per_client)
                 .fetch_all(&self.writer)
                 .await?;
                 Ok(rows
@@ -801,6 +827,18 @@ macro_rules! oidc_store {
                         })
                     })
                     .collect())
+            }
+
+            async fn release_logout(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE backchannel_outbox SET next_attempt_at = $1, attempts = attempts - 1 \
+                     WHERE id = $2 AND sent_at IS NULL AND dead_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
             }
 
             async fn mark_logout_sent(
@@ -834,6 +872,35 @@ macro_rules! oidc_store {
                 Ok(())
             }
 
+            async fn mark_logout_dead(
+                &self,
+                id: Uuid,
+                error: &str,
+                now: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE backchannel_outbox SET last_error = $1, dead_at = $2 WHERE id = $3",
+                )
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn count_logouts(&self) -> Result<LogoutCounts, StoreError> {
+                let (queued, dead): (i64, i64) = sqlx::query_as(
+                    "SELECT \
+                       COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \
+                       COUNT(dead_at) \
+                     FROM backchannel_outbox WHERE sent_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(LogoutCounts { queued, dead })
+            }
+
             async fn prune_oidc(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
                 let mut deleted = 0;
                 for sql in [
@@ -854,6 +921,11 @@ macro_rules! oidc_store {
                 .execute(&self.writer)
                 .await?
                 .rows_affected();
+                deleted += sqlx::query("DELETE FROM backchannel_outbox WHERE dead_at <= $1")
+                    .bind(now - crate::oidc::DEAD_LOGOUT_RETENTION)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
                 Ok(deleted)
             }
         }

@@ -1,4 +1,5 @@
-//! Per-IP limits on the sign-in forms, and who the client is behind a trusted proxy. With
+//! Per-IP limits on the sign-in forms, per-account and per-IP limits on the password
+//! re-checks of signed-in users, and who the client is behind a trusted proxy. With
 //! Redis the counters are shared by every instance (a GCRA script); without it, or while it
 //! is unreachable, each instance counts for itself (governor's GCRA). Either way the account
 //! lockout, atomic in SQL, is what guards each password across instances.
@@ -13,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::config::RateLimitConfig;
@@ -31,6 +33,7 @@ const LIMITED: [&str; 6] = [
 
 pub struct RateLimits {
     sign_in: DefaultKeyedRateLimiter<IpAddr>,
+    reauth: ReauthLimits,
     config: RateLimitConfig,
     shared: Option<SharedCache>,
 }
@@ -43,6 +46,7 @@ impl RateLimits {
             sign_in: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(per_minute).allow_burst(burst),
             ),
+            reauth: ReauthLimits::new(config),
             config: config.clone(),
             shared,
         }
@@ -75,6 +79,57 @@ impl RateLimits {
     /// Forgets idle clients (called by the maintenance task).
     pub fn forget_idle(&self) {
         self.sign_in.retain_recent();
+        self.reauth.accounts.retain_recent();
+        self.reauth.ips.retain_recent();
+    }
+}
+
+/// The in-process counters of password re-checks (used while Redis cannot answer).
+struct ReauthLimits {
+    accounts: DefaultKeyedRateLimiter<Uuid>,
+    ips: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl ReauthLimits {
+    fn new(config: &RateLimitConfig) -> Self {
+        let per_minute = NonZeroU32::new(config.reauth_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.reauth_burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Self {
+            accounts: DefaultKeyedRateLimiter::keyed(quota),
+            ips: DefaultKeyedRateLimiter::keyed(quota),
+        }
+    }
+}
+
+impl RateLimits {
+    /// A password re-check (e-mail change, password change, deletion) of `account` from
+    /// `ip`: each costs a full argon2 hash, so a signed-in caller — or many sessions from one
+    /// address — cannot fill the hashing pool with them. `Err(wait)` when either is over.
+    pub async fn check_reauth(&self, account: Uuid, ip: IpAddr) -> Result<(), Duration> {
+        let (per_minute, burst) = (self.config.reauth_per_minute, self.config.reauth_burst);
+        let wait_from = |not_until: governor::NotUntil<_>| {
+            not_until.wait_time_from(DefaultClock::default().now())
+        };
+        // The address first: a refused call does not use up the account's allowance.
+        let by_ip = match &self.shared {
+            Some(shared) => {
+                shared
+                    .check_rate(&format!("reauth:ip:{ip}"), per_minute, burst)
+                    .await
+            }
+            None => None,
+        };
+        by_ip.unwrap_or_else(|| self.reauth.ips.check_key(&ip).map_err(wait_from))?;
+        let by_account = match &self.shared {
+            Some(shared) => {
+                shared
+                    .check_rate(&format!("reauth:account:{account}"), per_minute, burst)
+                    .await
+            }
+            None => None,
+        };
+        by_account.unwrap_or_else(|| self.reauth.accounts.check_key(&account).map_err(wait_from))
     }
 }
 
@@ -139,6 +194,8 @@ mod tests {
         let config = RateLimitConfig {
             sign_in_per_minute: 6,
             sign_in_burst: 2,
+            reauth_per_minute: 1,
+            reauth_burst: 1,
         };
         let limits = RateLimits::new(&config, None);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
@@ -151,5 +208,31 @@ mod tests {
         );
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limits.check_sign_in(other).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn reauthentication_is_limited_per_account_and_per_address() {
+        let config = RateLimitConfig {
+            sign_in_per_minute: 6,
+            sign_in_burst: 2,
+            reauth_per_minute: 1,
+            reauth_burst: 2,
+        };
+        let limits = RateLimits::new(&config, None);
+        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (home, cafe, office): (IpAddr, IpAddr, IpAddr) = (
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.3".parse().unwrap(),
+        );
+        assert!(limits.check_reauth(ada, home).await.is_ok());
+        assert!(limits.check_reauth(ada, cafe).await.is_ok());
+        // Ada's third try is refused from any address: the account's allowance is spent.
+        assert!(limits.check_reauth(ada, office).await.is_err());
+        // Other accounts still pass, until one address has used up its own allowance.
+        assert!(limits.check_reauth(bob, office).await.is_ok());
+        let carol = Uuid::now_v7();
+        let wait = limits.check_reauth(carol, office).await.unwrap_err();
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
     }
 }

@@ -765,3 +765,146 @@ async fn admins_unlock_only_members_of_their_rank_and_the_owner_hears_of_each_un
         assert!(unlocks[0].1.contains(&acme.id.to_string()), "{:?}", unlocks);
     }
 }
+
+/// `gotthard_password_hashes_total` from `/metrics`: argon2 computations run so far.
+async fn password_hashes(app: &TestApp) -> u64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("gotthard_password_hashes_total "))
+        .unwrap_or_else(|| panic!("no password hash counter in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reauthentication_floods_get_429_and_a_locked_account_costs_no_hash() {
+    for db in databases().await {
+        // Behind a trusted proxy, so that the test can speak from several addresses.
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("rate_limit.reauth_per_minute", "1"),
+                ("rate_limit.reauth_burst", "5"),
+                ("http.trusted_proxies", "[\"127.0.0.1\"]"),
+            ],
+        )
+        .await;
+        for email in ["ada@example.com", "bob@example.com", "eve@example.com"] {
+            app.create_user(email, PASSWORD).await;
+        }
+        set_threshold(&app, "ada@example.com", 3).await;
+        let (ada, csrf) = app.signed_in("ada@example.com").await;
+        let wrong_change = |from: &'static str| {
+            ada.post(app.url("/api/v1/me/password"))
+                .header("x-csrf-token", &csrf)
+                .header("x-forwarded-for", from)
+                .json(&json!({"current_password": "wrong-one!", "new_password": "basalt-heron-meadow"}))
+                .send()
+        };
+        let before = password_hashes(&app).await;
+
+        // Ten wrong current passwords at once from one session, while Bob signs in.
+        let flood = futures_util::future::join_all((0..10).map(|_| wrong_change("203.0.113.7")));
+        let bob = app.client();
+        let (answers, bob_login) =
+            tokio::join!(flood, app.login(&bob, "bob@example.com", PASSWORD));
+        assert_eq!(
+            bob_login.status(),
+            StatusCode::SEE_OTHER,
+            "{}: another user signs in meanwhile",
+            db.backend
+        );
+        let mut statuses: Vec<u16> = answers
+            .iter()
+            .map(|r| r.as_ref().unwrap().status().as_u16())
+            .collect();
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [403, 403, 403, 403, 403, 429, 429, 429, 429, 429],
+            "{}: the burst of five is checked, the rest refused",
+            db.backend
+        );
+        // The five checked: three counted (the third locked), two refused by the lock
+        // without a hash. Bob's sign-in is the fourth hash.
+        assert_eq!(
+            password_hashes(&app).await - before,
+            4,
+            "{}: a locked account's re-checks cost no hash",
+            db.backend
+        );
+        let reasons: Vec<String> = actions(&app, "ada@example.com")
+            .await
+            .into_iter()
+            .filter(|(action, _)| action == "reauthentication.failed")
+            .map(|(_, details)| {
+                serde_json::from_str::<Value>(&details).unwrap()["reason"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(reasons.iter().filter(|r| *r == "wrong_password").count(), 3);
+        assert_eq!(reasons.iter().filter(|r| *r == "locked").count(), 2);
+
+        // 429 is a problem document with Retry-After, for all three re-checking calls.
+        let limited = wrong_change("203.0.113.7").await.unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(
+            limited.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(limited.json::<Value>().await.unwrap()["status"], 429);
+        // The account's allowance is spent from any address ...
+        for request in [
+            ada.patch(app.url("/api/v1/me"))
+                .json(&json!({"email": "ada@new.example", "current_password": "wrong-one!"})),
+            ada.delete(app.url("/api/v1/me"))
+                .json(&json!({"password": "wrong-one!"})),
+            ada.post(app.url("/api/v1/me/password")).json(
+                &json!({"current_password": "wrong-one!", "new_password": "basalt-heron-meadow"}),
+            ),
+        ] {
+            let response = request
+                .header("x-csrf-token", &csrf)
+                .header("x-forwarded-for", "198.51.100.1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::TOO_MANY_REQUESTS,
+                "{}",
+                db.backend
+            );
+        }
+        // ... and the flooding address's too, for another account; Eve elsewhere is checked.
+        let (eve, eve_csrf) = app.signed_in("eve@example.com").await;
+        for (from, status) in [
+            ("203.0.113.7", StatusCode::TOO_MANY_REQUESTS),
+            ("198.51.100.2", StatusCode::FORBIDDEN),
+        ] {
+            let response = eve
+                .post(app.url("/api/v1/me/password"))
+                .header("x-csrf-token", &eve_csrf)
+                .header("x-forwarded-for", from)
+                .json(&json!({"current_password": "wrong-one!", "new_password": "basalt-heron-meadow"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{}: Eve from {from}", db.backend);
+        }
+    }
+}

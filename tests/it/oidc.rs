@@ -1374,3 +1374,400 @@ async fn administration_needs_the_admin_scope_which_is_asked_every_time() {
         }
     }
 }
+
+#[tokio::test]
+async fn introspection_answers_only_the_tokens_client_and_its_resource_servers() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.state
+            .accounts
+            .create_user(
+                "root@example.com",
+                "Root",
+                PASSWORD,
+                true,
+                app.state.clock.now(),
+            )
+            .await
+            .unwrap();
+        app.create_user("ada@example.com", PASSWORD).await;
+        let webmail = register(&app, "Webmail", false, true, None).await;
+        let other = register(&app, "Other app", false, true, None).await;
+        let rp = relying_party(&app, &webmail).await;
+        let (code, verifier, _) = authorize(&app, &rp, &app.client(), "ada@example.com", &[]).await;
+        let tokens = exchange(&rp, code, verifier).await;
+        let access = tokens.access_token().secret().clone();
+        let refresh = tokens.refresh_token().unwrap().secret().clone();
+
+        // Another client learns nothing: not the subject, the session or the scopes.
+        for token in [&access, &refresh] {
+            let (status, info) =
+                post_form(&app, "/oauth2/introspect", &other, &[("token", token)]).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(info, serde_json::json!({"active": false}), "{}", db.backend);
+        }
+        // The token's own client sees it.
+        let (_, info) =
+            post_form(&app, "/oauth2/introspect", &webmail, &[("token", &access)]).await;
+        assert_eq!(info["active"], true, "{}", db.backend);
+        assert_eq!(info["client_id"], webmail.id.as_str());
+        assert!(info["sid"].is_string());
+
+        // A resource server registered for Webmail at the command line ...
+        let created = crate::cli::gotthard(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Mail API",
+                "--redirect-uri",
+                REDIRECT,
+                "--introspect-for",
+                &webmail.id,
+            ],
+            None,
+        );
+        assert!(
+            created.status.success(),
+            "{}: {}",
+            db.backend,
+            crate::cli::stderr(&created)
+        );
+        let created: Value = serde_json::from_str(&crate::cli::stdout(&created)).unwrap();
+        let mail_api = Registered {
+            id: created["client_id"].as_str().unwrap().to_string(),
+            secret: created["client_secret"].as_str().map(str::to_string),
+        };
+        // ... and one through the API.
+        let (admin, csrf) = app.signed_in("root@example.com").await;
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({
+                "name": "Archive",
+                "redirect_uris": [REDIRECT],
+                "introspect_for": [webmail.id],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", db.backend);
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(created["introspect_for"], serde_json::json!([webmail.id]));
+        let archive = Registered {
+            id: created["client_id"].as_str().unwrap().to_string(),
+            secret: created["client_secret"].as_str().map(str::to_string),
+        };
+        for server in [&mail_api, &archive] {
+            let (_, info) =
+                post_form(&app, "/oauth2/introspect", server, &[("token", &access)]).await;
+            assert_eq!(info["active"], true, "{}: {}", db.backend, server.id);
+            assert_eq!(info["sub"], tokens_subject(&app, "ada@example.com").await);
+            // A refresh token stays its own client's business.
+            let (_, info) =
+                post_form(&app, "/oauth2/introspect", server, &[("token", &refresh)]).await;
+            assert_eq!(info, serde_json::json!({"active": false}));
+        }
+        // Being Webmail's resource server says nothing about the other client's tokens.
+        let (_, body) = post_form(
+            &app,
+            "/oauth2/token",
+            &other,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        let machine = body["access_token"].as_str().unwrap();
+        let (_, info) =
+            post_form(&app, "/oauth2/introspect", &mail_api, &[("token", machine)]).await;
+        assert_eq!(info, serde_json::json!({"active": false}));
+        let (_, info) = post_form(&app, "/oauth2/introspect", &other, &[("token", machine)]).await;
+        assert_eq!(info["active"], true);
+
+        // Only registered clients can be named.
+        let response = admin
+            .post(app.url("/api/v1/clients"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({
+                "name": "Nobody's",
+                "redirect_uris": [REDIRECT],
+                "introspect_for": ["no-such-client"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+/// The `sub` of a user's tokens (the account's id).
+async fn tokens_subject(app: &TestApp, email: &str) -> String {
+    let user = app.state.store.user_by_email(email).await.unwrap().unwrap();
+    user.id.to_string()
+}
+
+#[tokio::test]
+async fn backchannel_logout_uris_must_be_https_or_loopback_http() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.state
+            .accounts
+            .create_user(
+                "root@example.com",
+                "Root",
+                PASSWORD,
+                true,
+                app.state.clock.now(),
+            )
+            .await
+            .unwrap();
+        let (admin, csrf) = app.signed_in("root@example.com").await;
+        for (uri, status) in [
+            ("gopher://x", StatusCode::UNPROCESSABLE_ENTITY),
+            ("http://app.example/bc", StatusCode::UNPROCESSABLE_ENTITY),
+            ("https://app.example/bc#x", StatusCode::UNPROCESSABLE_ENTITY),
+            ("https://app.example/bc", StatusCode::CREATED),
+            ("http://127.0.0.1:9/bc", StatusCode::CREATED),
+        ] {
+            let response = admin
+                .post(app.url("/api/v1/clients"))
+                .header("x-csrf-token", &csrf)
+                .json(&serde_json::json!({
+                    "name": "App",
+                    "redirect_uris": [REDIRECT],
+                    "backchannel_logout_uri": uri,
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{}: {uri}", db.backend);
+            if status != StatusCode::CREATED {
+                let problem: Value = response.json().await.unwrap();
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("backchannel_logout_uri"),
+                    "{problem}"
+                );
+            }
+        }
+        let refused = crate::cli::gotthard(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Gopher",
+                "--redirect-uri",
+                REDIRECT,
+                "--backchannel-logout-uri",
+                "gopher://x",
+            ],
+            None,
+        );
+        assert!(!refused.status.success(), "{}", db.backend);
+        assert!(
+            crate::cli::stderr(&refused).contains("backchannel_logout_uri"),
+            "{}",
+            crate::cli::stderr(&refused)
+        );
+        let listed = crate::cli::gotthard(&db, &["client", "list"], None);
+        assert!(!crate::cli::stdout(&listed).contains("Gopher"));
+        assert_eq!(
+            app.state.store.list_clients().await.unwrap().len(),
+            2,
+            "{}: only the two acceptable ones were stored",
+            db.backend
+        );
+    }
+}
+
+/// A back-channel logout receiver that records the logout tokens it gets.
+async fn logout_receiver(answer: StatusCode) -> (String, Arc<Mutex<Vec<String>>>) {
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = received.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(
+            move |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock()
+                        .unwrap()
+                        .push(form.get("logout_token").cloned().unwrap_or_default());
+                    answer
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, received)
+}
+
+/// Signs a new browser in to `registered` (code flow) and returns the session id of its
+/// tokens.
+async fn session_with_tokens(app: &TestApp, registered: &Registered) -> String {
+    let rp = relying_party(app, registered).await;
+    let (code, verifier, _) = authorize(app, &rp, &app.client(), "ada@example.com", &[]).await;
+    let tokens = exchange(&rp, code, verifier).await;
+    let (_, info) = post_form(
+        app,
+        "/oauth2/introspect",
+        registered,
+        &[("token", tokens.access_token().secret())],
+    )
+    .await;
+    info["sid"].as_str().unwrap().to_string()
+}
+
+async fn end_session(app: &TestApp, device: &(reqwest::Client, String), sid: &str) {
+    let response = device
+        .0
+        .delete(app.url(&format!("/api/v1/me/sessions/{sid}")))
+        .header("x-csrf-token", &device.1)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+async fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "not within {seconds} s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_that_hangs_does_not_delay_the_others_logouts() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for db in databases().await {
+        // A receiver that accepts connections and never answers; it notes how many it
+        // holds at once.
+        let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hanging_url = format!("http://{}/backchannel", hanging.local_addr().unwrap());
+        let (open, most_open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (open_in, most_in) = (open.clone(), most_open.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = hanging.accept().await.unwrap();
+                let now_open = open_in.fetch_add(1, Ordering::SeqCst) + 1;
+                most_in.fetch_max(now_open, Ordering::SeqCst);
+                let open = open_in.clone();
+                tokio::spawn(async move {
+                    // Read and never answer, until the sender gives up and closes.
+                    let mut buf = [0u8; 4096];
+                    while tokio::io::AsyncReadExt::read(&mut socket, &mut buf)
+                        .await
+                        .is_ok_and(|n| n > 0)
+                    {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let (working_url, received) = logout_receiver(StatusCode::OK).await;
+
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("oidc.backchannel_poll_interval_secs", "1"),
+                ("oidc.backchannel_per_receiver", "2"),
+            ],
+        )
+        .await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let stuck = register(&app, "Stuck", false, true, Some(hanging_url)).await;
+        let working = register(&app, "Working", false, true, Some(working_url)).await;
+        let mut stuck_sessions = Vec::new();
+        for _ in 0..3 {
+            stuck_sessions.push(session_with_tokens(&app, &stuck).await);
+        }
+        let working_session = session_with_tokens(&app, &working).await;
+        let device = app.signed_in("ada@example.com").await;
+
+        // Three sessions with tokens of the hanging app end: its deliveries hang (two at
+        // once, its limit; the third waits for a slot).
+        for sid in &stuck_sessions {
+            end_session(&app, &device, sid).await;
+        }
+        wait_until("a connection to the hanging receiver", 5, || {
+            open.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        // The working app's logout goes out at once all the same.
+        end_session(&app, &device, &working_session).await;
+        wait_until("the working receiver's logout token", 3, || {
+            received.lock().unwrap().len() == 1
+        })
+        .await;
+        assert_eq!(
+            most_open.load(Ordering::SeqCst),
+            2,
+            "{}: at most two at once to one receiver",
+            db.backend
+        );
+    }
+}
+
+/// `gotthard_backchannel_logouts{state="…"}` from `/metrics`.
+async fn logouts_in_state(app: &TestApp, state: &str) -> Option<i64> {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("gotthard_backchannel_logouts{{state=\"{state}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_is_dead_lettered_after_the_last_attempt() {
+    for db in databases().await {
+        let (url, received) = logout_receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("oidc.backchannel_poll_interval_secs", "1"),
+                ("oidc.backchannel_max_attempts", "3"),
+                ("oidc.backchannel_retry_base_secs", "1"),
+            ],
+        )
+        .await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let failing = register(&app, "Failing", false, true, Some(url)).await;
+        let sid = session_with_tokens(&app, &failing).await;
+        let device = app.signed_in("ada@example.com").await;
+        end_session(&app, &device, &sid).await;
+        assert_eq!(logouts_in_state(&app, "queued").await, Some(1));
+
+        // Tried at once, then after 1 s and 2 s: three attempts, then no more.
+        wait_until("three attempts", 15, || received.lock().unwrap().len() == 3).await;
+        let mut dead = None;
+        for _ in 0..40 {
+            dead = logouts_in_state(&app, "dead").await;
+            if dead == Some(1) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(dead, Some(1), "{}: dead-lettered and visible", db.backend);
+        assert_eq!(logouts_in_state(&app, "queued").await, Some(0));
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_eq!(
+            received.lock().unwrap().len(),
+            3,
+            "{}: no attempt after the last",
+            db.backend
+        );
+    }
+}

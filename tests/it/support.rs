@@ -132,6 +132,8 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
         // Tests sign in far more often than people; the limit has a test of its own.
         ("rate_limit.sign_in_per_minute", "100000"),
         ("rate_limit.sign_in_burst", "100000"),
+        ("rate_limit.reauth_per_minute", "100000"),
+        ("rate_limit.reauth_burst", "100000"),
         // The Entra ID double listens on loopback, which SSO authorities may reach only
         // when an operator allows the host (the guard has a test of its own).
         ("sso.authority_allow_hosts", "[\"127.0.0.1\"]"),
@@ -220,6 +222,7 @@ impl TestApp {
             require_pkce: false,
             id_token_alg: gotthard::tokens::SigningAlg::Rs256,
             admin_scope: false,
+            introspect_for: vec![],
         };
         adjust(&mut spec);
         self.state
