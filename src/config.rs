@@ -49,6 +49,12 @@ pub struct HttpConfig {
 pub struct RateLimitConfig {
     pub sign_in_per_minute: u32,
     pub sign_in_burst: u32,
+    /// Clients count per network: IPv4 addresses by this prefix (32 = per address)…
+    pub ipv4_prefix_len: u8,
+    /// …and IPv6 addresses by this one (64: one host commonly holds a whole /64).
+    pub ipv6_prefix_len: u8,
+    /// Networks this instance remembers at most (without Redis, or while it is down).
+    pub max_tracked_clients: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,6 +360,27 @@ impl Config {
                 "rate_limit.sign_in_burst",
                 "GOTTHARD_RATE_LIMIT__SIGN_IN_BURST",
                 "must be at least 1",
+            ));
+        }
+        if self.rate_limit.ipv4_prefix_len > 32 {
+            return Err(invalid(
+                "rate_limit.ipv4_prefix_len",
+                "GOTTHARD_RATE_LIMIT__IPV4_PREFIX_LEN",
+                "must be between 0 and 32",
+            ));
+        }
+        if self.rate_limit.ipv6_prefix_len > 128 {
+            return Err(invalid(
+                "rate_limit.ipv6_prefix_len",
+                "GOTTHARD_RATE_LIMIT__IPV6_PREFIX_LEN",
+                "must be between 0 and 128",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.rate_limit.max_tracked_clients) {
+            return Err(invalid(
+                "rate_limit.max_tracked_clients",
+                "GOTTHARD_RATE_LIMIT__MAX_TRACKED_CLIENTS",
+                "must be between 1 and 10000000",
             ));
         }
         if self.http.request_timeout_secs == 0 {

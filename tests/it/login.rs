@@ -565,3 +565,54 @@ async fn a_burst_over_the_limit_gets_429_and_other_clients_do_not() {
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
 }
+
+#[tokio::test]
+async fn ipv6_clients_count_per_64_and_another_64_is_not_limited() {
+    for db in databases().await {
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("rate_limit.sign_in_per_minute", "3"),
+                ("rate_limit.sign_in_burst", "3"),
+                ("http.trusted_proxies", "[\"127.0.0.1\"]"),
+            ],
+        )
+        .await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let client = app.client();
+        let csrf = app.csrf_from(&client, "/login").await;
+        let attempt = |from: String| {
+            client
+                .post(app.url("/login"))
+                .header("x-forwarded-for", from)
+                .form(&[
+                    ("email", "ada@example.com"),
+                    ("password", "wrong-password!"),
+                    ("csrf", &csrf),
+                ])
+                .send()
+        };
+        // One host rotating through the addresses of its /64: one budget.
+        let mut statuses = Vec::new();
+        for low in [
+            ":1",
+            "dead:beef:0:1",
+            "ffff:ffff:ffff:fffe",
+            "abcd::42",
+            ":7",
+        ] {
+            let from = format!("2001:db8:77:5:{low}");
+            statuses.push(attempt(from).await.unwrap().status().as_u16());
+        }
+        assert_eq!(statuses, [401, 401, 401, 429, 429], "{}", db.backend);
+        assert_eq!(
+            attempt("2001:db8:77:6::1".to_string())
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "{}: another /64 is another client",
+            db.backend
+        );
+    }
+}
