@@ -616,3 +616,90 @@ async fn ipv6_clients_count_per_64_and_another_64_is_not_limited() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_malformed_next_is_refused_before_anything_is_written() {
+    const REDIRECT: &str = "http://127.0.0.1:9/callback";
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let (client, _) = app.register_client("Webmail", REDIRECT, |_| {}).await;
+        let authorize = |state: &str| {
+            format!(
+                "/oauth2/authorize?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("response_type", "code")
+                    .append_pair("client_id", &client.id)
+                    .append_pair("redirect_uri", REDIRECT)
+                    .append_pair("scope", "openid")
+                    .finish()
+            ) + "&state="
+                + state
+        };
+        let malformed = [
+            // A valid authorization request but for a raw control character (sent as %01 in
+            // the form body): once the cause of a 500 after the session was created.
+            authorize("a\u{1}b"),
+            authorize("a\u{7f}b"),
+            authorize("a b"),
+            "//evil.example/oauth2/authorize".to_string(),
+            "/\\evil.example/".to_string(),
+            "/login\r\nSet-Cookie: x=1".to_string(),
+            "https://evil.example/".to_string(),
+            format!("/{}", "a".repeat(9000)),
+        ];
+        for next in &malformed {
+            let browser = app.client();
+            let csrf = app.csrf_from(&browser, "/login").await;
+            let response = browser
+                .post(app.url("/login"))
+                .form(&[
+                    ("email", "ada@example.com"),
+                    ("password", PASSWORD),
+                    ("csrf", &csrf),
+                    ("next", next),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{}: {next:?}",
+                db.backend
+            );
+            assert!(set_cookie(&response, "gotthard_session").is_none());
+            assert_eq!(db.count("sessions").await, 0, "{}: {next:?}", db.backend);
+            // The forms' own links refuse it too.
+            for page in ["/login", "/login/sso"] {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("next", next)
+                    .finish();
+                let shown = browser
+                    .get(app.url(&format!("{page}?{query}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(shown.status(), StatusCode::BAD_REQUEST, "{page} {next:?}");
+            }
+        }
+        // The same request without the control character resumes after signing in.
+        let browser = app.client();
+        let csrf = app.csrf_from(&browser, "/login").await;
+        let next = authorize("ab");
+        let response = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("next", &next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        assert_eq!(response.headers()["location"], next.as_str());
+        assert_eq!(db.count("sessions").await, 1);
+    }
+}
