@@ -42,6 +42,8 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     pub body_limit_bytes: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Requests whose work may run at once, including work that outlived its request.
+    pub max_requests_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +390,13 @@ impl Config {
                 "http.request_timeout_secs",
                 "GOTTHARD_HTTP__REQUEST_TIMEOUT_SECS",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.http.max_requests_in_flight) {
+            return Err(invalid(
+                "http.max_requests_in_flight",
+                "GOTTHARD_HTTP__MAX_REQUESTS_IN_FLIGHT",
+                "must be between 1 and 1000000",
             ));
         }
         if self.http.body_limit_bytes < 1024 {

@@ -123,7 +123,9 @@ impl AppState {
             .await
             .with_context(|| format!("cannot open database {}", redact(&url)))?;
         store.migrate().await.context("database migration failed")?;
-        let hasher = PasswordHasher::start(&config.password, hash_threads)?;
+        // A check still queued when its request timed out (408) is dropped, not hashed.
+        let hasher = PasswordHasher::start(&config.password, hash_threads)?
+            .with_max_wait(Duration::from_secs(config.http.request_timeout_secs));
         let pages = Arc::new(Pages::load()?);
         let mail_context = MailContext {
             issuer: config.issuer.clone(),
@@ -258,7 +260,12 @@ pub fn router(state: AppState) -> Router {
         // request future could otherwise leave a pooled PostgreSQL connection inside an
         // open transaction (sqlx 0.8.6 cancelling `begin`, launchbadge/sqlx#4393), and the
         // writes that later ride on it would be lost.
-        .layer(axum::middleware::from_fn(run_to_completion))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                config.http.max_requests_in_flight,
+            )),
+            run_to_completion,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::rate_limit::limit_sign_in,
@@ -309,12 +316,28 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Runs the rest of the request in its own task, which a client disconnect cannot cancel.
+/// Runs the rest of the request in its own task, which neither a client disconnect nor the
+/// request timeout cancels (cancelling could poison a pooled connection, see `router`). That
+/// task may outlive its request (the client got its 408), so the work is bounded instead:
+/// at most `http.max_requests_in_flight` such tasks at once, counting those whose client is
+/// gone, and a new request beyond that is answered 503 at once instead of piling up; each
+/// task's waits are bounded too (database pool acquisition, password checks dropped once
+/// they waited past the request timeout, timeouts on outgoing calls).
 async fn run_to_completion(
+    axum::extract::State(in_flight): axum::extract::State<Arc<tokio::sync::Semaphore>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match tokio::spawn(next.run(request)).await {
+    let Ok(permit) = in_flight.try_acquire_owned() else {
+        tracing::warn!("too many requests still running; answering 503");
+        return axum::response::IntoResponse::into_response(error::WebError::Busy);
+    };
+    let work = async move {
+        let response = next.run(request).await;
+        drop(permit);
+        response
+    };
+    match tokio::spawn(work).await {
         Ok(response) => response,
         Err(err) => {
             tracing::error!(error = %err, "request task failed");
@@ -447,5 +470,48 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// Work that outlives its request (answered 408) still counts against the bound, and a
+    /// request beyond it is answered 503 at once; once the work ends, requests go through.
+    #[tokio::test]
+    async fn work_past_the_timeout_is_bounded() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "slow"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "fast" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(tokio::sync::Semaphore::new(1)),
+                run_to_completion,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(50),
+            ));
+        let get = |path: &str| {
+            axum::http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let slow = app.clone().oneshot(get("/slow")).await.unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        let refused = app.clone().oneshot(get("/fast")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.headers().contains_key(header::RETRY_AFTER));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let fast = app.clone().oneshot(get("/fast")).await.unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
     }
 }
