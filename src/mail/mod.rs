@@ -68,6 +68,13 @@ impl Mailer {
                 .with_context(|| format!("cannot create mail folder {}", folder.display()))?;
             Transport::Folder(folder)
         } else {
+            // Credentials in clear were refused with the configuration; this is the rest.
+            if config.smtp.plain_towards_another_machine() {
+                tracing::warn!(
+                    "smtp.url has no TLS: mail, unlock links included, crosses the network in \
+                     clear; use smtps://… or ?tls=required"
+                );
+            }
             let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp.url)
                 .map_err(|e| {
                     anyhow::anyhow!("configuration key `smtp.url` (env GOTTHARD_SMTP__URL): {e}")
