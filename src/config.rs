@@ -85,6 +85,8 @@ pub struct SmtpConfig {
     pub url: String,
     pub from: String,
     pub poll_interval_secs: u64,
+    /// Sent mail (outbox rows, `.eml` files) is deleted this long after it went out.
+    pub sent_retention_hours: i64,
 }
 
 impl SmtpConfig {
@@ -364,6 +366,13 @@ impl Config {
                 "has credentials but no TLS, which would send them (and every unlock link) in \
                  clear: use smtps://… (TLS) or add ?tls=required (STARTTLS); plain smtp:// \
                  with credentials only towards this machine (127.0.0.1, ::1, localhost)",
+            ));
+        }
+        if !(1..=24 * 400).contains(&self.smtp.sent_retention_hours) {
+            return Err(invalid(
+                "smtp.sent_retention_hours",
+                "GOTTHARD_SMTP__SENT_RETENTION_HOURS",
+                "must be between 1 and 9600",
             ));
         }
         if !(1..=3600).contains(&self.smtp.poll_interval_secs) {

@@ -118,6 +118,12 @@ impl AppState {
             config.oidc.key_retention(),
             clock.now(),
         )?);
+        if config.database.url.is_empty() {
+            // The default SQLite file lives there: a folder of ours alone.
+            store::files::ensure_private_dir(&config.data_dir).with_context(|| {
+                format!("cannot create data folder {}", config.data_dir.display())
+            })?;
+        }
         let url = config.database_url();
         let store = store::connect(&url, config.database.max_connections)
             .await
@@ -408,35 +414,46 @@ async fn send_logouts(state: AppState) {
     }
 }
 
-/// Background task, every `maintenance.interval_minutes`: deletes ended and expired
-/// sessions and activity past its retention, in small batches.
+/// Background task, every `maintenance.interval_minutes`: [`maintain`].
 async fn maintenance(state: AppState) {
     let every = Duration::from_secs(state.config.maintenance.interval_minutes * 60);
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        match state.sessions.prune(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
-            Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
-        }
-        state.rate_limits.forget_idle();
-        if let Err(err) = state.provider.keys().reload(state.clock.now()) {
-            tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
-        }
-        match state.store.prune_oidc(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
-            Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
-        }
-        if let Err(err) = state.federation.prune(state.clock.now()).await {
-            tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
-        }
-        match state.activity.prune(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
-            Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
-        }
+        maintain(&state).await;
+    }
+}
+
+/// One maintenance tick: deletes ended and expired sessions, expired codes and tokens, SSO
+/// state, activity past its retention and sent mail past its own, in small batches; forgets
+/// idle rate-limit counters and reloads the signing keys.
+pub async fn maintain(state: &AppState) {
+    match state.sessions.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
+        Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
+    }
+    state.rate_limits.forget_idle();
+    if let Err(err) = state.provider.keys().reload(state.clock.now()) {
+        tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
+    }
+    match state.store.prune_oidc(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
+        Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
+    }
+    if let Err(err) = state.federation.prune(state.clock.now()).await {
+        tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
+    }
+    match state.activity.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
+        Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
+    }
+    match state.mailer.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned sent mail past its retention"),
+        Err(err) => tracing::warn!(error = %err, "mail pruning failed; retrying later"),
     }
 }
 
