@@ -43,6 +43,8 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     pub body_limit_bytes: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Requests whose work may run at once, including work that outlived its request.
+    pub max_requests_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +54,12 @@ pub struct RateLimitConfig {
     pub sign_in_burst: u32,
     pub reauth_per_minute: u32,
     pub reauth_burst: u32,
+    /// Clients count per network: IPv4 addresses by this prefix (32 = per address)…
+    pub ipv4_prefix_len: u8,
+    /// …and IPv6 addresses by this one (64: one host commonly holds a whole /64).
+    pub ipv6_prefix_len: u8,
+    /// Networks this instance remembers at most (without Redis, or while it is down).
+    pub max_tracked_clients: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +88,58 @@ pub struct SmtpConfig {
     pub url: String,
     pub from: String,
     pub poll_interval_secs: u64,
+    /// Sent mail (outbox rows, `.eml` files) is deleted this long after it went out.
+    pub sent_retention_hours: i64,
+}
+
+impl SmtpConfig {
+    /// The server as a URL, when one is set and parses.
+    fn parsed(&self) -> Option<url::Url> {
+        url::Url::parse(&self.url).ok()
+    }
+
+    /// Whether mail goes out encrypted: `smtps://` (TLS from the start) or `smtp://` with
+    /// `?tls=required` (STARTTLS or nothing). `tls=opportunistic` falls back to clear text
+    /// when the server (or someone in between) does not offer STARTTLS, so it does not count.
+    fn requires_tls(url: &url::Url) -> bool {
+        url.scheme() == "smtps"
+            || url
+                .query_pairs()
+                .any(|(key, value)| key == "tls" && value == "required")
+    }
+
+    fn towards_loopback(url: &url::Url) -> bool {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.to_canonical().is_loopback(),
+            // smtp: is not a special scheme to the URL standard, so an IPv4 address comes
+            // as an opaque host name.
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.');
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .parse::<std::net::Ipv4Addr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            None => false,
+        }
+    }
+
+    /// A user name or password without TLS towards another machine.
+    pub fn credentials_in_clear(&self) -> bool {
+        self.parsed().is_some_and(|url| {
+            (!url.username().is_empty() || url.password().is_some())
+                && !Self::requires_tls(&url)
+                && !Self::towards_loopback(&url)
+        })
+    }
+
+    /// Mail (with its unlock links) in clear text to another machine, without credentials:
+    /// allowed (an internal relay), but worth a warning.
+    pub fn plain_towards_another_machine(&self) -> bool {
+        self.parsed()
+            .is_some_and(|url| !Self::requires_tls(&url) && !Self::towards_loopback(&url))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +428,22 @@ impl Config {
                 "must be empty or start with smtp:// or smtps://",
             ));
         }
+        if self.smtp.credentials_in_clear() {
+            return Err(invalid(
+                "smtp.url",
+                "GOTTHARD_SMTP__URL",
+                "has credentials but no TLS, which would send them (and every unlock link) in \
+                 clear: use smtps://… (TLS) or add ?tls=required (STARTTLS); plain smtp:// \
+                 with credentials only towards this machine (127.0.0.1, ::1, localhost)",
+            ));
+        }
+        if !(1..=24 * 400).contains(&self.smtp.sent_retention_hours) {
+            return Err(invalid(
+                "smtp.sent_retention_hours",
+                "GOTTHARD_SMTP__SENT_RETENTION_HOURS",
+                "must be between 1 and 9600",
+            ));
+        }
         if !(1..=3600).contains(&self.smtp.poll_interval_secs) {
             return Err(invalid(
                 "smtp.poll_interval_secs",
@@ -439,11 +515,39 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.rate_limit.ipv4_prefix_len > 32 {
+            return Err(invalid(
+                "rate_limit.ipv4_prefix_len",
+                "GOTTHARD_RATE_LIMIT__IPV4_PREFIX_LEN",
+                "must be between 0 and 32",
+            ));
+        }
+        if self.rate_limit.ipv6_prefix_len > 128 {
+            return Err(invalid(
+                "rate_limit.ipv6_prefix_len",
+                "GOTTHARD_RATE_LIMIT__IPV6_PREFIX_LEN",
+                "must be between 0 and 128",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.rate_limit.max_tracked_clients) {
+            return Err(invalid(
+                "rate_limit.max_tracked_clients",
+                "GOTTHARD_RATE_LIMIT__MAX_TRACKED_CLIENTS",
+                "must be between 1 and 10000000",
+            ));
+        }
         if self.http.request_timeout_secs == 0 {
             return Err(invalid(
                 "http.request_timeout_secs",
                 "GOTTHARD_HTTP__REQUEST_TIMEOUT_SECS",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.http.max_requests_in_flight) {
+            return Err(invalid(
+                "http.max_requests_in_flight",
+                "GOTTHARD_HTTP__MAX_REQUESTS_IN_FLIGHT",
+                "must be between 1 and 1000000",
             ));
         }
         if self.http.body_limit_bytes < 1024 {
@@ -607,6 +711,48 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("GOTTHARD_PASSWORD__MEMORY_KIB"), "{err}");
+    }
+
+    #[test]
+    fn smtp_credentials_need_tls_unless_on_this_machine() {
+        let check = |url: &str| Config::from_overrides(&[("smtp.url", url)]).map(|_| ());
+        for refused in [
+            "smtp://u:p@mail.example.com:25",
+            "smtp://u@mail.example.com:587",
+            "smtp://u:p@mail.example.com:587?tls=opportunistic",
+            "smtp://u:p@10.0.0.5:25",
+            "smtp://u:p@localhost.example.com:25",
+        ] {
+            let err = check(refused)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("smtp.url") && err.contains("GOTTHARD_SMTP__URL"),
+                "{refused}: {err}"
+            );
+            assert!(!err.contains(":p@"), "the password is not repeated: {err}");
+        }
+        for accepted in [
+            "",
+            "smtps://u:p@mail.example.com:465",
+            "smtp://u:p@mail.example.com:587?tls=required",
+            "smtp://u:p@127.0.0.1:2525",
+            "smtp://u:p@127.1.2.3:25",
+            "smtp://u:p@[::1]:25",
+            "smtp://u:p@localhost:25",
+            "smtp://u:p@LOCALHOST.:25",
+            // No credentials: allowed (an internal relay), with a warning at start-up.
+            "smtp://relay.internal:25",
+        ] {
+            assert!(
+                check(accepted).is_ok(),
+                "{accepted}: {:?}",
+                check(accepted).err().map(|e| e.to_string())
+            );
+        }
+        let plain = Config::from_overrides(&[("smtp.url", "smtp://relay.internal:25")]).unwrap();
+        assert!(plain.smtp.plain_towards_another_machine());
     }
 
     #[test]

@@ -122,12 +122,20 @@ impl AppState {
             config.oidc.key_retention(),
             clock.now(),
         )?);
+        if config.database.url.is_empty() {
+            // The default SQLite file lives there: a folder of ours alone.
+            store::files::ensure_private_dir(&config.data_dir).with_context(|| {
+                format!("cannot create data folder {}", config.data_dir.display())
+            })?;
+        }
         let url = config.database_url();
         let store = store::connect(&url, config.database.max_connections)
             .await
             .with_context(|| format!("cannot open database {}", redact(&url)))?;
         store.migrate().await.context("database migration failed")?;
-        let hasher = PasswordHasher::start(&config.password, hash_threads)?;
+        // A check still queued when its request timed out (408) is dropped, not hashed.
+        let hasher = PasswordHasher::start(&config.password, hash_threads)?
+            .with_max_wait(Duration::from_secs(config.http.request_timeout_secs));
         let pages = Arc::new(Pages::load()?);
         let mail_context = MailContext {
             issuer: config.issuer.clone(),
@@ -276,7 +284,12 @@ pub fn router(state: AppState) -> Router {
         // request future could otherwise leave a pooled PostgreSQL connection inside an
         // open transaction (sqlx 0.8.6 cancelling `begin`, launchbadge/sqlx#4393), and the
         // writes that later ride on it would be lost.
-        .layer(axum::middleware::from_fn(run_to_completion))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                config.http.max_requests_in_flight,
+            )),
+            run_to_completion,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::rate_limit::limit_sign_in,
@@ -327,12 +340,28 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Runs the rest of the request in its own task, which a client disconnect cannot cancel.
+/// Runs the rest of the request in its own task, which neither a client disconnect nor the
+/// request timeout cancels (cancelling could poison a pooled connection, see `router`). That
+/// task may outlive its request (the client got its 408), so the work is bounded instead:
+/// at most `http.max_requests_in_flight` such tasks at once, counting those whose client is
+/// gone, and a new request beyond that is answered 503 at once instead of piling up; each
+/// task's waits are bounded too (database pool acquisition, password checks dropped once
+/// they waited past the request timeout, timeouts on outgoing calls).
 async fn run_to_completion(
+    axum::extract::State(in_flight): axum::extract::State<Arc<tokio::sync::Semaphore>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match tokio::spawn(next.run(request)).await {
+    let Ok(permit) = in_flight.try_acquire_owned() else {
+        tracing::warn!("too many requests still running; answering 503");
+        return axum::response::IntoResponse::into_response(error::WebError::Busy);
+    };
+    let work = async move {
+        let response = next.run(request).await;
+        drop(permit);
+        response
+    };
+    match tokio::spawn(work).await {
         Ok(response) => response,
         Err(err) => {
             tracing::error!(error = %err, "request task failed");
@@ -396,38 +425,49 @@ async fn send_logouts(state: AppState) {
     }
 }
 
-/// Background task, every `maintenance.interval_minutes`: deletes ended and expired
-/// sessions and activity past its retention, in small batches.
+/// Background task, every `maintenance.interval_minutes`: [`maintain`].
 async fn maintenance(state: AppState) {
     let every = Duration::from_secs(state.config.maintenance.interval_minutes * 60);
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        match state.sessions.prune(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
-            Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
-        }
-        state.rate_limits.forget_idle();
-        if let Err(err) = state.provider.keys().reload(state.clock.now()) {
-            tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
-        }
-        match state.store.prune_oidc(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
-            Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
-        }
-        if let Err(err) = state.federation.prune(state.clock.now()).await {
-            tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
-        }
-        if let Err(err) = state.domains.recheck_due(state.clock.now()).await {
-            tracing::warn!(error = %err, "domain re-checks failed; retrying later");
-        }
-        match state.activity.prune(state.clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
-            Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
-        }
+        maintain(&state).await;
+    }
+}
+
+/// One maintenance tick: deletes ended and expired sessions, expired codes and tokens, SSO
+/// state, activity past its retention and sent mail past its own, in small batches; forgets
+/// idle rate-limit counters and reloads the signing keys.
+pub async fn maintain(state: &AppState) {
+    match state.sessions.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned ended and expired sessions"),
+        Err(err) => tracing::warn!(error = %err, "session pruning failed; retrying later"),
+    }
+    state.rate_limits.forget_idle();
+    if let Err(err) = state.provider.keys().reload(state.clock.now()) {
+        tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
+    }
+    match state.store.prune_oidc(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
+        Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),
+    }
+    if let Err(err) = state.federation.prune(state.clock.now()).await {
+        tracing::warn!(error = %err, "SSO state pruning failed; retrying later");
+    }
+    if let Err(err) = state.domains.recheck_due(state.clock.now()).await {
+        tracing::warn!(error = %err, "domain re-checks failed; retrying later");
+    }
+    match state.activity.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
+        Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
+    }
+    match state.mailer.prune(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned sent mail past its retention"),
+        Err(err) => tracing::warn!(error = %err, "mail pruning failed; retrying later"),
     }
 }
 
@@ -461,5 +501,48 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// Work that outlives its request (answered 408) still counts against the bound, and a
+    /// request beyond it is answered 503 at once; once the work ends, requests go through.
+    #[tokio::test]
+    async fn work_past_the_timeout_is_bounded() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "slow"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "fast" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(tokio::sync::Semaphore::new(1)),
+                run_to_completion,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(50),
+            ));
+        let get = |path: &str| {
+            axum::http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let slow = app.clone().oneshot(get("/slow")).await.unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        let refused = app.clone().oneshot(get("/fast")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.headers().contains_key(header::RETRY_AFTER));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let fast = app.clone().oneshot(get("/fast")).await.unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
     }
 }

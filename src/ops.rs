@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,10 +19,13 @@ use prometheus_client::registry::Registry;
 
 use crate::AppState;
 
+/// Every label value comes from a fixed set (methods) or from the router (route templates),
+/// never from the request as sent: a series is never removed, so a label that a client could
+/// choose would grow memory without bound.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -201,14 +204,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Counts every request by its route pattern (not its path, to bound the label set).
+/// The method as a label: the methods of HTTP that routes use, every other one `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts every request by its route template (not its path) and its method folded to a
+/// fixed set, so that the label sets stay bounded whatever clients send.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics
@@ -226,4 +244,19 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         })
         .inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_fold_into_other() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::TRACE), "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FOOBAR").unwrap()),
+            "other"
+        );
+    }
 }

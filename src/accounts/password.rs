@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
@@ -72,6 +73,12 @@ pub enum Verification {
     Mismatch,
 }
 
+/// A job and the moment after which nobody waits for its answer any more.
+struct Queued {
+    job: Job,
+    deadline: Option<Instant>,
+}
+
 enum Job {
     Hash {
         password: String,
@@ -87,7 +94,10 @@ enum Job {
 /// The bounded argon2id pool. Cloning shares the pool.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: Sender<Job>,
+    jobs: Sender<Queued>,
+    /// Longest a job may wait for a thread before it is dropped unhashed (see
+    /// [`PasswordHasher::with_max_wait`]).
+    max_wait: Option<Duration>,
     waiting: Arc<AtomicUsize>,
     /// argon2 computations run so far (hashes and verifies, dummy ones included).
     computed: Arc<AtomicU64>,
@@ -110,7 +120,7 @@ impl PasswordHasher {
         let dummy_phc: Arc<str> =
             hash_with(&argon, crate::tokens::OpaqueToken::generate().as_str())?.into();
 
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(config.queue_limit);
+        let (jobs, queue) = crossbeam_channel::bounded::<Queued>(config.queue_limit);
         let waiting = Arc::new(AtomicUsize::new(0));
         let computed = Arc::new(AtomicU64::new(0));
         for i in 0..threads.max(1) {
@@ -125,22 +135,37 @@ impl PasswordHasher {
                     // argon2's memory, allocated at the first check and reused by every
                     // later one: no 19 MiB allocation (and its page faults) per login.
                     let mut memory: Vec<Block> = Vec::new();
-                    while let Ok(job) = queue.recv() {
+                    while let Ok(queued) = queue.recv() {
                         waiting.fetch_sub(1, Ordering::Relaxed);
-                        // Counted before the reply goes out, so that whoever awaited it
-                        // sees it counted.
-                        computed.fetch_add(1, Ordering::Relaxed);
-                        run_job(&argon, &mut memory, job);
+                        if queued.abandoned() {
+                            // Its request has timed out (or gone): no one would use the
+                            // answer, and hashing it would delay the living.
+                            queued.job.refuse();
+                        } else {
+                            // Counted before the reply goes out, so that whoever awaited it
+                            // sees it counted.
+                            computed.fetch_add(1, Ordering::Relaxed);
+                            run_job(&argon, &mut memory, queued.job);
+                        }
                     }
                 })
                 .map_err(|e| HashError::Failed(e.to_string()))?;
         }
         Ok(Self {
             jobs,
+            max_wait: None,
             waiting,
             computed,
             dummy_phc,
         })
+    }
+
+    /// Jobs that waited longer than `max_wait` for a thread are answered [`HashError::Busy`]
+    /// without being hashed: the server sets it to the request timeout, after which the
+    /// request has been answered 408 and its work must not go on occupying the pool.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
+        self
     }
 
     /// Jobs waiting for a thread (the `/metrics` queue depth).
@@ -189,8 +214,11 @@ impl PasswordHasher {
     }
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
+        let deadline = self
+            .max_wait
+            .and_then(|wait| Instant::now().checked_add(wait));
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        match self.jobs.try_send(job) {
+        match self.jobs.try_send(Queued { job, deadline }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -199,6 +227,31 @@ impl PasswordHasher {
             Err(TrySendError::Disconnected(_)) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 Err(HashError::Failed("hashing pool stopped".into()))
+            }
+        }
+    }
+}
+
+impl Queued {
+    /// Past its deadline, or its caller stopped waiting.
+    fn abandoned(&self) -> bool {
+        let gone = match &self.job {
+            Job::Hash { reply, .. } => reply.is_closed(),
+            Job::Verify { reply, .. } => reply.is_closed(),
+        };
+        gone || self.deadline.is_some_and(|d| Instant::now() > d)
+    }
+}
+
+impl Job {
+    /// Answers without hashing: the same as a full queue.
+    fn refuse(self) {
+        match self {
+            Job::Hash { reply, .. } => {
+                let _ = reply.send(Err(HashError::Busy));
+            }
+            Job::Verify { reply, .. } => {
+                let _ = reply.send(Err(HashError::Busy));
             }
         }
     }
@@ -351,5 +404,26 @@ mod tests {
             } => assert!(fresh.starts_with("$argon2id$v=19$m=20480,t=2,p=1$")),
             other => panic!("expected a rehash, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn jobs_that_waited_past_their_request_are_dropped_unhashed() {
+        let pool = PasswordHasher::start(&config(19_456), 1).unwrap();
+        let phc = pool.hash("granite-otter-lantern").await.unwrap();
+        // The second and third wait for the whole of the first (tens of milliseconds at
+        // least), far past a 1 ms limit; the first is taken at once by the idle thread.
+        let strict = pool.clone().with_max_wait(Duration::from_millis(1));
+        let (first, second, third) = tokio::join!(
+            pool.verify("granite-otter-lantern", Some(&phc)),
+            strict.verify("granite-otter-lantern", Some(&phc)),
+            strict.hash("granite-otter-lantern"),
+        );
+        assert_eq!(first.unwrap(), Verification::Match { rehashed: None });
+        assert!(matches!(second, Err(HashError::Busy)), "{second:?}");
+        assert!(matches!(third, Err(HashError::Busy)), "{third:?}");
+        assert_eq!(pool.queue_depth(), 0);
+        // Within its limit, a job is hashed as usual.
+        let patient = pool.clone().with_max_wait(Duration::from_secs(60));
+        assert!(patient.hash("granite-otter-lantern").await.is_ok());
     }
 }

@@ -4,7 +4,7 @@
 
 mod templates;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,7 +18,7 @@ pub use templates::{
 };
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, files};
 
 /// A mail about to be queued.
 #[derive(Debug, Clone)]
@@ -49,6 +49,11 @@ enum Transport {
 
 /// Mails claimed per round.
 const BATCH: i64 = 20;
+/// Mails (rows or files) deleted per statement or pass when pruning.
+const PRUNE_BATCH: i64 = 500;
+/// Mail still undelivered this long after it was queued is given up: every link in it has
+/// expired by then (unlock links live at most 7 days) and alerts are stale.
+const GIVE_UP_AFTER: time::Duration = time::Duration::days(7);
 /// How long a claimed mail is reserved for its sender (another instance skips it meanwhile).
 const LEASE: time::Duration = time::Duration::minutes(5);
 
@@ -57,6 +62,8 @@ pub struct Mailer {
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
     from: Mailbox,
+    /// How long sent mail (and its unlock links) is kept: outbox rows and `.eml` files.
+    retention: time::Duration,
 }
 
 impl Mailer {
@@ -66,10 +73,19 @@ impl Mailer {
         })?;
         let transport = if config.smtp.url.is_empty() {
             let folder = config.data_dir.join("mail");
-            std::fs::create_dir_all(&folder)
-                .with_context(|| format!("cannot create mail folder {}", folder.display()))?;
+            for dir in [&config.data_dir, &folder] {
+                files::ensure_private_dir(dir)
+                    .with_context(|| format!("cannot create mail folder {}", dir.display()))?;
+            }
             Transport::Folder(folder)
         } else {
+            // Credentials in clear were refused with the configuration; this is the rest.
+            if config.smtp.plain_towards_another_machine() {
+                tracing::warn!(
+                    "smtp.url has no TLS: mail, unlock links included, crosses the network in \
+                     clear; use smtps://… or ?tls=required"
+                );
+            }
             let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp.url)
                 .map_err(|e| {
                     anyhow::anyhow!("configuration key `smtp.url` (env GOTTHARD_SMTP__URL): {e}")
@@ -82,7 +98,35 @@ impl Mailer {
             store,
             transport: Arc::new(transport),
             from,
+            retention: time::Duration::hours(config.smtp.sent_retention_hours),
         })
+    }
+
+    /// Deletes mail sent longer than the retention ago (outbox rows and `.eml` files) and
+    /// mail given up undelivered, in small batches; returns how many.
+    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let sent_before = now - self.retention;
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .store
+                .prune_mail(sent_before, now - GIVE_UP_AFTER, PRUNE_BATCH)
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if let Transport::Folder(folder) = &*self.transport {
+            match prune_files(folder, sent_before).await {
+                Ok(n) => total += n,
+                Err(err) => {
+                    tracing::warn!(folder = %folder.display(), error = %err, "mail files not pruned");
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// Delivers the mails that are due; returns how many were delivered. A failure is
@@ -131,7 +175,7 @@ impl Mailer {
             // Named by the outbox id: a retry after a crash rewrites the same file.
             Transport::Folder(folder) => {
                 let path = folder.join(format!("{}.eml", mail.id));
-                tokio::fs::write(&path, message.formatted())
+                files::write_private_file(&path, &message.formatted())
                     .await
                     .map_err(|e| format!("{}: {e}", path.display()))
             }
@@ -142,4 +186,25 @@ impl Mailer {
                 .map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Deletes the `.eml` files of `folder` last written before `before`.
+async fn prune_files(folder: &Path, before: OffsetDateTime) -> std::io::Result<u64> {
+    let mut entries = tokio::fs::read_dir(folder).await?;
+    let mut deleted = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
+        let written = OffsetDateTime::from(entry.metadata().await?.modified()?);
+        if written < before {
+            tokio::fs::remove_file(&path).await?;
+            deleted += 1;
+            if deleted % PRUNE_BATCH as u64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    Ok(deleted)
 }

@@ -597,7 +597,7 @@ pub struct ResumedRequest {
 
 impl ResumedRequest {
     pub async fn of(state: &AppState, next: &str) -> Option<Self> {
-        if next.len() > 8192 {
+        if !crate::web::next_path::is_local_path(next) {
             return None;
         }
         let query = next.strip_prefix("/oauth2/authorize?")?;

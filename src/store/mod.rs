@@ -3,6 +3,7 @@
 
 pub mod cache;
 mod domains;
+pub mod files;
 mod oidc;
 mod sql;
 
@@ -305,6 +306,14 @@ pub trait Store: OidcStore + SsoStore + DomainStore + Send + Sync {
         retry_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError>;
+    /// Deletes up to `limit` mails sent before `sent_before` or still unsent, created before
+    /// `given_up_before`; returns how many. Their bodies hold unlock links.
+    async fn prune_mail(
+        &self,
+        sent_before: OffsetDateTime,
+        given_up_before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
 
     // First-start setup link.
     /// Stores a new setup token and voids every unused older one.
@@ -394,16 +403,33 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+        let file = options.get_filename().to_path_buf();
+        // Readable by this user only, whatever the umask: created (0600) before SQLite opens
+        // it, which gives its -wal and -shm the same mode.
+        let on_disk = !file.as_os_str().is_empty() && file.as_os_str() != ":memory:";
+        if on_disk {
+            if let Some(dir) = file.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                files::create_private_dir_if_missing(dir)
+                    .map_err(|e| StoreError::Database(e.into()))?;
+            }
+            files::ensure_private_file(&file).map_err(|e| StoreError::Database(e.into()))?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
+        if on_disk {
+            // Left by an older version, or by SQLite under another mode.
+            for suffix in ["-wal", "-shm"] {
+                let mut side = file.clone().into_os_string();
+                side.push(suffix);
+                files::narrow_if_present(std::path::Path::new(&side))
+                    .map_err(|e| StoreError::Database(e.into()))?;
+            }
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

@@ -913,6 +913,24 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn prune_mail(
+                &self,
+                sent_before: time::OffsetDateTime,
+                given_up_before: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox \
+                     WHERE sent_at < $1 OR (sent_at IS NULL AND created_at < $2) LIMIT $3)",
+                )
+                .bind(sent_before)
+                .bind(given_up_before)
+                .bind(limit)
+                .execute(&self.writer)
+                .await?
+                .rows_affected())
+            }
+
             async fn replace_setup_token(&self, token: &SetupToken) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM setup_tokens WHERE used_at IS NULL")

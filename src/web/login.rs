@@ -8,6 +8,7 @@ use axum_extra::extract::cookie::Cookie;
 use minijinja::context;
 use serde::Deserialize;
 
+use super::next_path::refuse_malformed;
 use super::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
@@ -35,7 +36,9 @@ pub async fn form(
     page: PageContext,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
-    let flow = ResumedRequest::of(&state, query.next.as_deref().unwrap_or("")).await;
+    let next = query.next.as_deref().unwrap_or("");
+    refuse_malformed(next)?;
+    let flow = ResumedRequest::of(&state, next).await;
     let hint = flow.as_ref().and_then(|f| f.login_hint.clone());
     render_form(
         &state,
@@ -125,6 +128,8 @@ pub async fn submit(
 ) -> Result<Response, WebError> {
     let https = state.config.is_https();
     page.check_csrf(&state, "", &form.csrf)?;
+    // Before anything is written: the redirect at the end must not fail after sign-in.
+    refuse_malformed(&form.next)?;
     let flow = ResumedRequest::of(&state, &form.next).await;
     if form.email.len() > MAX_EMAIL_LEN {
         let error = page.tr.t("error-email-too-long");

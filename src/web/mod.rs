@@ -7,6 +7,7 @@ mod forms;
 pub mod i18n;
 mod login;
 mod members;
+pub mod next_path;
 pub mod rate_limit;
 mod security;
 mod setup;

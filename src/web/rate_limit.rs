@@ -1,19 +1,22 @@
-//! Per-IP limits on the sign-in forms, per-account and per-IP limits on the password
-//! re-checks of signed-in users, and who the client is behind a trusted proxy. With
-//! Redis the counters are shared by every instance (a GCRA script); without it, or while it
-//! is unreachable, each instance counts for itself (governor's GCRA). Either way the account
-//! lockout, atomic in SQL, is what guards each password across instances.
+//! Per-client limits on the sign-in forms, per-account and per-client limits on the password
+//! re-checks of signed-in users, and who the client is behind a trusted proxy. A
+//! client is its network: an IPv4 address (`rate_limit.ipv4_prefix_len`, 32) or an IPv6 /64
+//! (`rate_limit.ipv6_prefix_len`), since one host commonly holds a whole /64 and could
+//! otherwise take a fresh budget per address. With Redis the counters are shared by every
+//! instance (a GCRA script); without it, or while it is unreachable, each instance counts
+//! for itself in a table of at most `rate_limit.max_tracked_clients` networks. Either way the
+//! account lockout, atomic in SQL, is what guards each password across instances.
 
-use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -32,37 +35,54 @@ const LIMITED: [&str; 6] = [
 ];
 
 pub struct RateLimits {
-    sign_in: DefaultKeyedRateLimiter<IpAddr>,
-    reauth: ReauthLimits,
+    sign_in: ClientTable<IpAddr>,
+    /// Password re-checks, per account and per network (each costs a full argon2 hash).
+    reauth_accounts: ClientTable<Uuid>,
+    reauth_networks: ClientTable<IpAddr>,
     config: RateLimitConfig,
     shared: Option<SharedCache>,
 }
 
 impl RateLimits {
     pub fn new(config: &RateLimitConfig, shared: Option<SharedCache>) -> Self {
-        let per_minute = NonZeroU32::new(config.sign_in_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.sign_in_burst).unwrap_or(NonZeroU32::MIN);
         Self {
-            sign_in: DefaultKeyedRateLimiter::keyed(
-                Quota::per_minute(per_minute).allow_burst(burst),
+            sign_in: ClientTable::new(
+                config.sign_in_per_minute,
+                config.sign_in_burst,
+                config.max_tracked_clients,
             ),
-            reauth: ReauthLimits::new(config),
+            reauth_accounts: ClientTable::new(
+                config.reauth_per_minute,
+                config.reauth_burst,
+                config.max_tracked_clients,
+            ),
+            reauth_networks: ClientTable::new(
+                config.reauth_per_minute,
+                config.reauth_burst,
+                config.max_tracked_clients,
+            ),
             config: config.clone(),
             shared,
         }
     }
 
-    /// `Err(wait)` when `ip` is over its limit: the shared count when Redis answers, else
-    /// this instance's.
+    /// `Err(wait)` when the network of `ip` is over its limit: the shared count when Redis
+    /// answers, else this instance's.
     pub async fn check_sign_in(&self, ip: IpAddr) -> Result<(), Duration> {
+        let network = self.network_of(ip);
         if let Some(shared) = &self.shared {
-            let key = format!("signin:{ip}");
+            let key = format!("signin:{}/{}", network.0, network.1);
             let (per_minute, burst) = (self.config.sign_in_per_minute, self.config.sign_in_burst);
             if let Some(answer) = shared.check_rate(&key, per_minute, burst).await {
                 return answer;
             }
         }
-        self.check_locally(ip)
+        self.sign_in.check(network.0, Instant::now())
+    }
+
+    /// The network `ip` counts in, and its prefix length.
+    fn network_of(&self, ip: IpAddr) -> (IpAddr, u8) {
+        network_of(ip, self.config.ipv4_prefix_len, self.config.ipv6_prefix_len)
     }
 
     /// Whether the counters are shared through Redis right now.
@@ -70,66 +90,128 @@ impl RateLimits {
         self.shared.as_ref().is_some_and(SharedCache::is_connected)
     }
 
-    fn check_locally(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.sign_in
-            .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    /// A password re-check (e-mail change, password change, deletion) of `account` from
+    /// `ip`: each costs a full argon2 hash, so a signed-in caller — or many sessions from one
+    /// network — cannot fill the hashing pool with them. `Err(wait)` when either is over.
+    pub async fn check_reauth(&self, account: Uuid, ip: IpAddr) -> Result<(), Duration> {
+        let (per_minute, burst) = (self.config.reauth_per_minute, self.config.reauth_burst);
+        let network = self.network_of(ip);
+        // The network first: a refused call does not use up the account's allowance.
+        let key = format!("reauth:ip:{}/{}", network.0, network.1);
+        let shared = match &self.shared {
+            Some(shared) => shared.check_rate(&key, per_minute, burst).await,
+            None => None,
+        };
+        shared.unwrap_or_else(|| self.reauth_networks.check(network.0, Instant::now()))?;
+        let key = format!("reauth:account:{account}");
+        let shared = match &self.shared {
+            Some(shared) => shared.check_rate(&key, per_minute, burst).await,
+            None => None,
+        };
+        shared.unwrap_or_else(|| self.reauth_accounts.check(account, Instant::now()))
     }
 
     /// Forgets idle clients (called by the maintenance task).
     pub fn forget_idle(&self) {
-        self.sign_in.retain_recent();
-        self.reauth.accounts.retain_recent();
-        self.reauth.ips.retain_recent();
+        let now = Instant::now();
+        self.sign_in.forget_idle(now);
+        self.reauth_accounts.forget_idle(now);
+        self.reauth_networks.forget_idle(now);
     }
 }
 
-/// The in-process counters of password re-checks (used while Redis cannot answer).
-struct ReauthLimits {
-    accounts: DefaultKeyedRateLimiter<Uuid>,
-    ips: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-impl ReauthLimits {
-    fn new(config: &RateLimitConfig) -> Self {
-        let per_minute = NonZeroU32::new(config.reauth_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.reauth_burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_minute(per_minute).allow_burst(burst);
-        Self {
-            accounts: DefaultKeyedRateLimiter::keyed(quota),
-            ips: DefaultKeyedRateLimiter::keyed(quota),
+/// The network of `ip` with its prefix length: the address with every bit past the prefix
+/// cleared. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) counts as the IPv4 address.
+pub fn network_of(ip: IpAddr, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> (IpAddr, u8) {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let len = ipv4_prefix_len.min(32);
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            (IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask)), len)
+        }
+        IpAddr::V6(v6) => {
+            let len = ipv6_prefix_len.min(128);
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            (IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)), len)
         }
     }
 }
 
-impl RateLimits {
-    /// A password re-check (e-mail change, password change, deletion) of `account` from
-    /// `ip`: each costs a full argon2 hash, so a signed-in caller — or many sessions from one
-    /// address — cannot fill the hashing pool with them. `Err(wait)` when either is over.
-    pub async fn check_reauth(&self, account: Uuid, ip: IpAddr) -> Result<(), Duration> {
-        let (per_minute, burst) = (self.config.reauth_per_minute, self.config.reauth_burst);
-        let wait_from = |not_until: governor::NotUntil<_>| {
-            not_until.wait_time_from(DefaultClock::default().now())
-        };
-        // The address first: a refused call does not use up the account's allowance.
-        let by_ip = match &self.shared {
-            Some(shared) => {
-                shared
-                    .check_rate(&format!("reauth:ip:{ip}"), per_minute, burst)
-                    .await
+/// This instance's counters: GCRA per network (when its next request is "due"), for at most
+/// `capacity` networks. A network whose due time has passed is idle: forgetting it changes
+/// nothing. When the table is full of busy networks, the eighth nearest to idle are forgotten
+/// (they get a fresh burst a little early), so memory stays bounded and each new network
+/// costs amortized constant time; no client is refused because the table is full.
+struct ClientTable<K> {
+    due: Mutex<HashMap<K, Instant>>,
+    capacity: usize,
+    /// Time between two requests at the sustained rate.
+    interval: Duration,
+    burst: u32,
+}
+
+impl<K: Hash + Eq + Copy> ClientTable<K> {
+    fn new(per_minute: u32, burst: u32, capacity: usize) -> Self {
+        Self {
+            due: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            interval: Duration::from_secs(60) / per_minute.max(1),
+            burst: burst.max(1),
+        }
+    }
+
+    /// One request of `network` at `now`: `Err(wait)` when it is over the limit.
+    fn check(&self, network: K, now: Instant) -> Result<(), Duration> {
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = due.get(&network).copied();
+        let next_due = previous.map_or(now, |d| d.max(now)) + self.interval;
+        let allowed_ahead = self.interval.saturating_mul(self.burst);
+        let ahead = next_due.saturating_duration_since(now);
+        if ahead > allowed_ahead {
+            return Err(ahead - allowed_ahead);
+        }
+        if previous.is_none() && due.len() >= self.capacity {
+            self.make_room(&mut due, now);
+        }
+        due.insert(network, next_due);
+        Ok(())
+    }
+
+    /// Forgets idle networks, then, if that freed less than an eighth of the table, the busy
+    /// ones nearest to idle down to seven eighths.
+    fn make_room(&self, due: &mut HashMap<K, Instant>, now: Instant) {
+        due.retain(|_, d| *d > now);
+        let keep = self.capacity - (self.capacity / 8).max(1);
+        if due.len() <= keep {
+            return;
+        }
+        let mut times: Vec<Instant> = due.values().copied().collect();
+        let forget = times.len() - keep;
+        let (_, cutoff, _) = times.select_nth_unstable(forget - 1);
+        let cutoff = *cutoff;
+        let mut left = forget;
+        due.retain(|_, d| {
+            if left > 0 && *d <= cutoff {
+                left -= 1;
+                false
+            } else {
+                true
             }
-            None => None,
-        };
-        by_ip.unwrap_or_else(|| self.reauth.ips.check_key(&ip).map_err(wait_from))?;
-        let by_account = match &self.shared {
-            Some(shared) => {
-                shared
-                    .check_rate(&format!("reauth:account:{account}"), per_minute, burst)
-                    .await
-            }
-            None => None,
-        };
-        by_account.unwrap_or_else(|| self.reauth.accounts.check_key(&account).map_err(wait_from))
+        });
+    }
+
+    fn forget_idle(&self, now: Instant) {
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        due.retain(|_, d| *d > now);
+        due.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -194,6 +276,9 @@ mod tests {
         let config = RateLimitConfig {
             sign_in_per_minute: 6,
             sign_in_burst: 2,
+            ipv4_prefix_len: 32,
+            ipv6_prefix_len: 64,
+            max_tracked_clients: 100,
             reauth_per_minute: 1,
             reauth_burst: 1,
         };
@@ -215,6 +300,9 @@ mod tests {
         let config = RateLimitConfig {
             sign_in_per_minute: 6,
             sign_in_burst: 2,
+            ipv4_prefix_len: 32,
+            ipv6_prefix_len: 64,
+            max_tracked_clients: 100,
             reauth_per_minute: 1,
             reauth_burst: 2,
         };
@@ -234,5 +322,55 @@ mod tests {
         let carol = Uuid::now_v7();
         let wait = limits.check_reauth(carol, office).await.unwrap_err();
         assert!(wait > Duration::from_secs(50), "{wait:?}");
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = network_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 32, 64);
+        assert_eq!(a, (ip("2001:db8:1:2::"), 64));
+        assert_eq!(network_of(ip("2001:db8:1:2::1"), 32, 64), a);
+        assert_ne!(network_of(ip("2001:db8:1:3::1"), 32, 64), a);
+        assert_eq!(
+            network_of(ip("2001:db8:1:2::1"), 32, 128).0,
+            ip("2001:db8:1:2::1")
+        );
+        assert_eq!(network_of(ip("2001:db8::1"), 32, 0).0, ip("::"));
+        assert_eq!(network_of(ip("2001:db8::1"), 32, 48).0, ip("2001:db8::"));
+        assert_eq!(network_of(ip("192.0.2.77"), 24, 64), (ip("192.0.2.0"), 24));
+        assert_eq!(network_of(ip("192.0.2.77"), 32, 64).0, ip("192.0.2.77"));
+        assert_eq!(network_of(ip("192.0.2.77"), 0, 64).0, ip("0.0.0.0"));
+        // An IPv4 client seen through an IPv6 socket is the same client.
+        assert_eq!(
+            network_of(ip("::ffff:192.0.2.77"), 32, 64).0,
+            ip("192.0.2.77")
+        );
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_forgets_the_idle_first() {
+        let table = ClientTable::new(1, 2, 64);
+        let start = Instant::now();
+        let host = |i: u32| IpAddr::from(Ipv4Addr::from(0x0a00_0000 + i));
+        // A busy client, over its limit.
+        let busy = host(0);
+        assert!(table.check(busy, start).is_ok());
+        assert!(table.check(busy, start).is_ok());
+        assert!(table.check(busy, start).is_err());
+        // Far more clients than room, each once, a millisecond apart.
+        for i in 1..10_000 {
+            let now = start + Duration::from_millis(u64::from(i));
+            assert!(table.check(host(i), now).is_ok(), "never refused for room");
+            assert!(table.len() <= 64, "{} entries", table.len());
+        }
+        // The busy client was the farthest from idle: still remembered, still limited.
+        let now = start + Duration::from_millis(10_000);
+        assert!(
+            table.check(busy, now).is_err(),
+            "the busy client kept its count"
+        );
+        // Once every client is idle, maintenance empties the table.
+        table.forget_idle(start + Duration::from_secs(3600));
+        assert_eq!(table.len(), 0);
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
+use super::next_path::refuse_malformed;
 use super::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
 use crate::AppState;
 use crate::accounts::{HashError, LoginError, MAX_EMAIL_LEN, User};
@@ -73,6 +74,7 @@ pub async fn form(
     Query(query): Query<EmailQuery>,
 ) -> Result<Response, WebError> {
     let email: String = query.email.chars().take(MAX_EMAIL_LEN).collect();
+    refuse_malformed(&query.next)?;
     let next = resume(&state, &query.next).await.map(|(n, _)| n);
     render_form(&state, page, StatusCode::OK, &email, next.as_deref(), None)
 }
@@ -122,6 +124,8 @@ pub async fn begin(
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, "", &form.csrf)?;
     let email = form.email.trim().to_string();
+    // Before the flow (which keeps `next`) is written.
+    refuse_malformed(&form.next)?;
     let resumed = crate::oidc::http::ResumedRequest::of(&state, &form.next).await;
     let reauth = resumed.as_ref().map(|r| r.reauth).unwrap_or_default();
     let next = resumed.map(|r| r.next);

@@ -299,3 +299,117 @@ async fn serve_prints_the_setup_link_and_drains_on_sigterm() {
     );
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// Starts `gotthard serve` on a free port with `env`; returns the child once it answers
+/// `/healthz`, or its exit status and logs if it exited first.
+async fn serve_until_up(
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> Result<std::process::Child, (Option<std::process::ExitStatus>, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gotthard"))
+        .arg("serve")
+        .envs(env.iter().copied())
+        .env("GOTTHARD_DATA_DIR", db.dir.path().join("data"))
+        .env("GOTTHARD_KEYS__DIR", db.dir.path().join("keys"))
+        .env("GOTTHARD_DATABASE__URL", &db.url)
+        .env("GOTTHARD_PASSWORD__HASH_THREADS", "1")
+        .env("GOTTHARD_HTTP__BIND", &bind)
+        .env("GOTTHARD_ISSUER", format!("http://{bind}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut printed = String::new();
+    let mut buf = [0u8; 512];
+    while !printed.contains("token=") {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            let mut logs = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut logs)
+                .unwrap();
+            return Err((Some(child.wait().unwrap()), logs));
+        }
+        printed.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Kept open: the server still writes to it.
+    child.stdout = Some(out);
+    // Serving (and so handling SIGTERM) once it answers.
+    for _ in 0..100 {
+        let health = reqwest::get(format!("http://{bind}/healthz")).await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return Ok(child);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err((None, "no answer on /healthz".to_string()))
+}
+
+#[tokio::test]
+async fn smtp_credentials_without_tls_stop_start_up_unless_the_server_is_this_machine() {
+    for db in databases().await {
+        let refused = serve_until_up(
+            &db,
+            &[("GOTTHARD_SMTP__URL", "smtp://u:p@mail.example.com:25")],
+        )
+        .await;
+        let (status, message) = match refused {
+            Ok(mut started) => {
+                let _ = started.kill();
+                let _ = started.wait();
+                panic!("{}: started with credentials in clear", db.backend);
+            }
+            Err(refusal) => refusal,
+        };
+        assert!(status.is_some_and(|s| !s.success()), "{status:?} {message}");
+        assert!(
+            message.contains("smtp.url") && message.contains("GOTTHARD_SMTP__URL"),
+            "{}: {message}",
+            db.backend
+        );
+        assert!(
+            message.contains("tls=required"),
+            "says what to do: {message}"
+        );
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for url in [
+            format!("smtp://u:p@127.0.0.1:{port}"),
+            "smtp://u:p@mail.example.com:587?tls=required".to_string(),
+        ] {
+            let mut served = serve_until_up(&db, &[("GOTTHARD_SMTP__URL", &url)])
+                .await
+                .unwrap_or_else(|e| panic!("{}: {url} did not start: {e:?}", db.backend));
+            let killed = Command::new("kill")
+                .args(["-TERM", &served.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            let status = served.wait().unwrap();
+            let mut logs = String::new();
+            served
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut logs)
+                .unwrap();
+            assert!(status.success(), "{url}: {status:?} {logs}");
+        }
+    }
+}

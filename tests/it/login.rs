@@ -565,3 +565,141 @@ async fn a_burst_over_the_limit_gets_429_and_other_clients_do_not() {
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
 }
+
+#[tokio::test]
+async fn ipv6_clients_count_per_64_and_another_64_is_not_limited() {
+    for db in databases().await {
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("rate_limit.sign_in_per_minute", "3"),
+                ("rate_limit.sign_in_burst", "3"),
+                ("http.trusted_proxies", "[\"127.0.0.1\"]"),
+            ],
+        )
+        .await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let client = app.client();
+        let csrf = app.csrf_from(&client, "/login").await;
+        let attempt = |from: String| {
+            client
+                .post(app.url("/login"))
+                .header("x-forwarded-for", from)
+                .form(&[
+                    ("email", "ada@example.com"),
+                    ("password", "wrong-password!"),
+                    ("csrf", &csrf),
+                ])
+                .send()
+        };
+        // One host rotating through the addresses of its /64: one budget.
+        let mut statuses = Vec::new();
+        for low in [
+            ":1",
+            "dead:beef:0:1",
+            "ffff:ffff:ffff:fffe",
+            "abcd::42",
+            ":7",
+        ] {
+            let from = format!("2001:db8:77:5:{low}");
+            statuses.push(attempt(from).await.unwrap().status().as_u16());
+        }
+        assert_eq!(statuses, [401, 401, 401, 429, 429], "{}", db.backend);
+        assert_eq!(
+            attempt("2001:db8:77:6::1".to_string())
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "{}: another /64 is another client",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_next_is_refused_before_anything_is_written() {
+    const REDIRECT: &str = "http://127.0.0.1:9/callback";
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        let (client, _) = app.register_client("Webmail", REDIRECT, |_| {}).await;
+        let authorize = |state: &str| {
+            format!(
+                "/oauth2/authorize?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("response_type", "code")
+                    .append_pair("client_id", &client.id)
+                    .append_pair("redirect_uri", REDIRECT)
+                    .append_pair("scope", "openid")
+                    .finish()
+            ) + "&state="
+                + state
+        };
+        let malformed = [
+            // A valid authorization request but for a raw control character (sent as %01 in
+            // the form body): once the cause of a 500 after the session was created.
+            authorize("a\u{1}b"),
+            authorize("a\u{7f}b"),
+            authorize("a b"),
+            "//evil.example/oauth2/authorize".to_string(),
+            "/\\evil.example/".to_string(),
+            "/login\r\nSet-Cookie: x=1".to_string(),
+            "https://evil.example/".to_string(),
+            format!("/{}", "a".repeat(9000)),
+        ];
+        for next in &malformed {
+            let browser = app.client();
+            let csrf = app.csrf_from(&browser, "/login").await;
+            let response = browser
+                .post(app.url("/login"))
+                .form(&[
+                    ("email", "ada@example.com"),
+                    ("password", PASSWORD),
+                    ("csrf", &csrf),
+                    ("next", next),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{}: {next:?}",
+                db.backend
+            );
+            assert!(set_cookie(&response, "gotthard_session").is_none());
+            assert_eq!(db.count("sessions").await, 0, "{}: {next:?}", db.backend);
+            // The forms' own links refuse it too.
+            for page in ["/login", "/login/sso"] {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("next", next)
+                    .finish();
+                let shown = browser
+                    .get(app.url(&format!("{page}?{query}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(shown.status(), StatusCode::BAD_REQUEST, "{page} {next:?}");
+            }
+        }
+        // The same request without the control character resumes after signing in.
+        let browser = app.client();
+        let csrf = app.csrf_from(&browser, "/login").await;
+        let next = authorize("ab");
+        let response = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("next", &next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", db.backend);
+        assert_eq!(response.headers()["location"], next.as_str());
+        assert_eq!(db.count("sessions").await, 1);
+    }
+}

@@ -128,3 +128,81 @@ async fn readyz_answers_503_when_the_database_is_gone() {
     assert!(text_of(&html, "#request-id").is_some(), "{html}");
     assert!(!html.to_lowercase().contains("database"), "{html}");
 }
+
+/// The values of `label` in the series of `metric` (`name{…label="value"…} n` lines).
+fn label_values(text: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let needle = format!("{label}=\"");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(metric)?.strip_prefix('{'))
+        .filter_map(|labels| {
+            let start = labels.find(&needle)? + needle.len();
+            let end = labels[start..].find('"')? + start;
+            Some(labels[start..end].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let client = app.client();
+        let mut nonces = Vec::new();
+        for i in 0..60 {
+            let nonce = uuid::Uuid::now_v7().simple().to_string();
+            nonces.push(nonce.clone());
+            let method =
+                reqwest::Method::from_bytes(format!("M{}", &nonce[20..]).as_bytes()).unwrap();
+            let path = match i % 3 {
+                0 => format!("/probe/{nonce}"),
+                1 => "/login".to_string(),
+                _ => format!("/api/v1/orgs/{nonce}/members"),
+            };
+            let answer = client.request(method, app.url(&path)).send().await.unwrap();
+            assert_ne!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            // Known methods on paths nobody routes.
+            client
+                .get(app.url(&format!("/nowhere/{nonce}")))
+                .send()
+                .await
+                .unwrap();
+        }
+        let text = client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let methods = label_values(&text, "gotthard_http_requests_total", "method");
+        let known = [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+        ];
+        assert!(
+            methods.iter().all(|m| known.contains(&m.as_str())),
+            "{}: {methods:?}",
+            db.backend
+        );
+        assert!(methods.contains("other"), "{methods:?}");
+        for metric in [
+            "gotthard_http_requests_total",
+            "gotthard_http_request_duration_seconds_count",
+        ] {
+            let routes = label_values(&text, metric, "route");
+            let expected = ["unmatched", "/login", "/api/v1/orgs/{org}/members"];
+            assert!(
+                routes.iter().all(|r| expected.contains(&r.as_str())),
+                "{metric}: only templates and `unmatched`: {routes:?}"
+            );
+        }
+        for nonce in &nonces {
+            assert!(!text.contains(&nonce[20..]), "{nonce} in the metrics");
+        }
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("gotthard_http_requests_total{"))
+            .count();
+        assert!(series <= 12, "{series} series:\n{text}");
+    }
+}

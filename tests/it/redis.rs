@@ -421,3 +421,48 @@ async fn a_client_deleted_from_the_command_line_is_refused_at_once_by_running_in
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn shared_counters_also_count_ipv6_clients_per_64() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("gotthard-test-{}:", uuid::Uuid::now_v7().simple());
+    let db = sqlite_db();
+    let app = TestApp::start_with(
+        &db,
+        &[
+            ("redis.url", url.as_str()),
+            ("redis.prefix", prefix.as_str()),
+            ("rate_limit.sign_in_per_minute", "3"),
+            ("rate_limit.sign_in_burst", "3"),
+            ("http.trusted_proxies", "[\"127.0.0.1\"]"),
+        ],
+    )
+    .await;
+    app.create_user("ada@example.com", PASSWORD).await;
+    until_connected(&app).await;
+    let client = app.client();
+    let csrf = app.csrf_from(&client, "/login").await;
+    let mut statuses = Vec::new();
+    for from in [
+        "2001:db8:9::1",
+        "2001:db8:9::2",
+        "2001:db8:9:0:ffff::3",
+        "2001:db8:9::4",
+        "2001:db8:a::1",
+    ] {
+        let status = client
+            .post(app.url("/login"))
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", "wrong-password!"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 401], "one budget per /64");
+}
