@@ -238,10 +238,8 @@ impl OrgDomains {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<OrgDomain, DomainError> {
-        let domain = claimable(self.store.as_ref(), org_id, raw).await?;
         let by = DomainEditor::Operator;
-        let event = domain_event(by, client, &domain, "added", org_id, now);
-        self.store.claim_domain(org_id, &domain, &event).await?;
+        let domain = self.add(org_id, raw, by, client, now).await?;
         self.mark(org_id, &domain, DomainProof::Operator, by, client, now)
             .await
     }

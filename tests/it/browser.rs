@@ -233,28 +233,8 @@ async fn sign_in_with_sso_through_the_entra_double_in_chromium() {
     let app = TestApp::start(&db).await;
     let now = app.state.clock.now();
     let org = app.state.orgs.create("Contoso", now).await.unwrap();
-    let settings = gotthard::orgs::SsoSettings {
-        tenant_id: entra.tenant.clone(),
-        client_id: entra.client_id.clone(),
-        client_secret: Some(entra.client_secret.clone()),
-        domains: vec!["contoso.example".into()],
-        authority: Some(entra.base.clone()),
-        provision: true,
-        default_role: gotthard::orgs::OrgRole::Member,
-        enforce_sso: false,
-    };
-    let client = gotthard::audit::ClientInfo::new("test", "");
-    app.state
-        .sso
-        .set(
-            org.id,
-            settings,
-            gotthard::orgs::SsoEditor::Operator,
-            &client,
-            now,
-        )
-        .await
-        .unwrap();
+    let settings = entra.settings(&["contoso.example"]);
+    app.set_sso(org.id, settings).await;
     app.verify_domain(org.id, "contoso.example").await;
     entra.add_user("ada@contoso.example", Some("ada@contoso.example"), "Ada");
     let profile = tempfile::tempdir().unwrap();

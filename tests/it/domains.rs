@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::dns::DnsDouble;
 use crate::entra::Entra;
 use crate::support::{PASSWORD, TestApp, databases};
-use gotthard::orgs::{OrgRole, SsoEditor, SsoSettings};
+use gotthard::orgs::{OrgRole, SsoSettings};
 
 const RECORD: &str = "_gotthard-challenge.victim.test";
 
@@ -30,35 +30,15 @@ async fn org_with_rep(app: &TestApp, name: &str, rep: &str) -> (Uuid, reqwest::C
 /// An operator points the organization at the Entra double for `domains`.
 async fn connect(app: &TestApp, entra: &Entra, org: Uuid, domains: &[&str], enforce: bool) {
     let settings = SsoSettings {
-        tenant_id: entra.tenant.clone(),
-        client_id: entra.client_id.clone(),
-        client_secret: Some(entra.client_secret.clone()),
-        domains: domains.iter().map(|d| d.to_string()).collect(),
-        authority: Some(entra.base.clone()),
-        provision: true,
-        default_role: OrgRole::Member,
         enforce_sso: enforce,
+        ..entra.settings(domains)
     };
-    let cli = gotthard::audit::ClientInfo::new("test", "");
-    let now = app.state.clock.now();
-    app.state
-        .sso
-        .set(org, settings, SsoEditor::Operator, &cli, now)
-        .await
-        .unwrap();
+    app.set_sso(org, settings).await;
 }
 
 /// The status of "Sign in with SSO" for `email` (404: no organization's SSO takes it).
 async fn sso_begin(app: &TestApp, email: &str) -> StatusCode {
-    let client = app.client();
-    let csrf = app.csrf_from(&client, "/login/sso").await;
-    let page = client
-        .post(app.url("/login/sso"))
-        .form(&[("email", email), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    page.status()
+    app.sso_begin(email).await.status()
 }
 
 async fn domains_of(client: &reqwest::Client, app: &TestApp, org: Uuid) -> serde_json::Value {

@@ -174,6 +174,21 @@ impl Entra {
         inner.users.get_mut(username).unwrap().email = email.map(str::to_string);
     }
 
+    /// The settings that connect an organization to this double for `domains`: provisioning
+    /// members, SSO not enforced (adjust with struct update syntax).
+    pub fn settings(&self, domains: &[&str]) -> gotthard::orgs::SsoSettings {
+        gotthard::orgs::SsoSettings {
+            tenant_id: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: Some(self.client_secret.clone()),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            authority: Some(self.base.clone()),
+            provision: true,
+            default_role: gotthard::orgs::OrgRole::Member,
+            enforce_sso: false,
+        }
+    }
+
     pub fn fail_with(&self, failure: Failure) {
         self.inner.lock().unwrap().failure = failure;
     }

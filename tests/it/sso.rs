@@ -1258,28 +1258,8 @@ async fn the_callback_may_land_on_another_instance() {
         let b = TestApp::start_with(&db, &extra).await;
         let now = a.state.clock.now();
         let org = a.state.orgs.create("Contoso", now).await.unwrap();
-        let settings = gotthard::orgs::SsoSettings {
-            tenant_id: entra.tenant.clone(),
-            client_id: entra.client_id.clone(),
-            client_secret: Some(entra.client_secret.clone()),
-            domains: vec![DOMAIN.into()],
-            authority: Some(entra.base.clone()),
-            provision: true,
-            default_role: OrgRole::Member,
-            enforce_sso: false,
-        };
-        let cli = gotthard::audit::ClientInfo::new("test", "");
-        a.state
-            .sso
-            .set(
-                org.id,
-                settings,
-                gotthard::orgs::SsoEditor::Operator,
-                &cli,
-                now,
-            )
-            .await
-            .unwrap();
+        let settings = entra.settings(&[DOMAIN]);
+        a.set_sso(org.id, settings).await;
         a.verify_domain(org.id, DOMAIN).await;
         let b_base = b.base.clone();
         let sso = Sso {
@@ -1458,30 +1438,11 @@ async fn a_refused_client_secret_gets_a_page_for_the_administrator() {
         let username = "sec@contoso.example";
         sso.entra.add_user(username, Some(username), "Sec");
         // The secret expired in Entra and was replaced there, not here.
-        let now = sso.app.state.clock.now();
         let settings = gotthard::orgs::SsoSettings {
-            tenant_id: sso.entra.tenant.clone(),
-            client_id: sso.entra.client_id.clone(),
             client_secret: Some("an-old-secret".into()),
-            domains: vec![DOMAIN.into()],
-            authority: Some(sso.entra.base.clone()),
-            provision: true,
-            default_role: OrgRole::Member,
-            enforce_sso: false,
+            ..sso.entra.settings(&[DOMAIN])
         };
-        let cli = gotthard::audit::ClientInfo::new("test", "");
-        sso.app
-            .state
-            .sso
-            .set(
-                sso.org,
-                settings,
-                gotthard::orgs::SsoEditor::Operator,
-                &cli,
-                now,
-            )
-            .await
-            .unwrap();
+        sso.app.set_sso(sso.org, settings).await;
         let client = sso.app.client();
         let refused = sso.sign_in(&client, username, username).await;
         assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{}", db.backend);
@@ -1618,14 +1579,7 @@ async fn authorities_stay_on_the_internet_unless_allowed_and_answers_are_bounded
             );
         }
         // What was set before (by the allowing instance) is not fetched from here either.
-        let client = app.client();
-        let csrf = app.csrf_from(&client, "/login/sso").await;
-        let begin = client
-            .post(app.url("/login/sso"))
-            .form(&[("email", "ann@contoso.example"), ("csrf", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let begin = app.sso_begin("ann@contoso.example").await;
         assert_eq!(begin.status(), StatusCode::BAD_GATEWAY, "{}", db.backend);
         assert_eq!(db.count("sso_flows").await, 0);
 
@@ -1633,38 +1587,13 @@ async fn authorities_stay_on_the_internet_unless_allowed_and_answers_are_bounded
         let bounded = [("sso.upstream_body_limit_bytes", "8192")];
         let small = TestApp::start_with(&db, &bounded).await;
         let huge = oversized_authority(1 << 20).await;
-        let now = small.state.clock.now();
         let settings = gotthard::orgs::SsoSettings {
-            tenant_id: sso.entra.tenant.clone(),
-            client_id: sso.entra.client_id.clone(),
             client_secret: None,
-            domains: vec![DOMAIN.into()],
             authority: Some(huge),
-            provision: true,
-            default_role: OrgRole::Member,
-            enforce_sso: false,
+            ..sso.entra.settings(&[DOMAIN])
         };
-        let cli = gotthard::audit::ClientInfo::new("test", "");
-        small
-            .state
-            .sso
-            .set(
-                sso.org,
-                settings,
-                gotthard::orgs::SsoEditor::Operator,
-                &cli,
-                now,
-            )
-            .await
-            .unwrap();
-        let client = small.client();
-        let csrf = small.csrf_from(&client, "/login/sso").await;
-        let begin = client
-            .post(small.url("/login/sso"))
-            .form(&[("email", "ann@contoso.example"), ("csrf", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
+        small.set_sso(sso.org, settings).await;
+        let begin = small.sso_begin("ann@contoso.example").await;
         assert_eq!(begin.status(), StatusCode::BAD_GATEWAY);
         drop(sso);
     }

@@ -232,6 +232,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// "Sign in with SSO" for `email` from a fresh browser: the answer to the form's post
+    /// (404 when no organization's SSO takes the address).
+    pub async fn sso_begin(&self, email: &str) -> reqwest::Response {
+        let client = self.client();
+        let csrf = self.csrf_from(&client, "/login/sso").await;
+        client
+            .post(self.url("/login/sso"))
+            .form(&[("email", email), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An operator sets `org`'s SSO connection (as `gotthard org sso set` does).
+    pub async fn set_sso(&self, org: uuid::Uuid, settings: gotthard::orgs::SsoSettings) {
+        let cli = gotthard::audit::ClientInfo::new("test", "");
+        let now = self.state.clock.now();
+        let operator = gotthard::orgs::SsoEditor::Operator;
+        let set = self.state.sso.set(org, settings, operator, &cli, now);
+        set.await.unwrap();
+    }
+
     /// An operator vouches for `domain` of `org` (as `gotthard org domain verify
     /// --without-dns` does), so that it routes to the organization's SSO.
     pub async fn verify_domain(&self, org: uuid::Uuid, domain: &str) {
