@@ -22,8 +22,9 @@ use crate::tokens::OpaqueToken;
 pub const MAX_DOMAINS: usize = 50;
 /// The prefix of the TXT value: `gotthard-domain-verification=<token>`.
 pub const CHALLENGE_PREFIX: &str = "gotthard-domain-verification=";
-/// Domains re-checked per maintenance tick.
+/// Domains re-checked per maintenance tick, and how many lookups run at once.
 const RECHECK_BATCH: i64 = 100;
+const RECHECKS_AT_ONCE: usize = 8;
 
 static PUBLIC_MAIL_DOMAINS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     include_str!("public_mail_domains.txt")
@@ -284,47 +285,57 @@ impl OrgDomains {
     /// `recheck.every` ago. A record gone for `withdraw_after` answers in a row withdraws the
     /// verification; no answer changes nothing. Returns how many were withdrawn.
     pub async fn recheck_due(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        use futures_util::StreamExt;
         let due = self
             .store
             .domains_due_for_recheck(now - self.recheck.every, RECHECK_BATCH)
             .await?;
+        // A few lookups at a time: a DNS outage costs this tick seconds, not minutes.
+        let outcomes: Vec<Result<bool, StoreError>> = futures_util::stream::iter(due)
+            .map(|domain| self.recheck(domain, now))
+            .buffer_unordered(RECHECKS_AT_ONCE)
+            .collect()
+            .await;
         let mut withdrawn = 0;
-        for domain in due {
-            let challenge = self.challenge(domain.org_id, &domain.domain, now).await?;
-            match self.dns.check(&domain.domain, &challenge.value).await {
-                TxtAnswer::Found => {
-                    self.store
-                        .domain_record_found(domain.org_id, &domain.domain, now)
-                        .await?
-                }
-                TxtAnswer::Missing => {
-                    let event = domain_event(
-                        DomainEditor::Operator,
-                        &ClientInfo::new("", "maintenance"),
-                        &domain.domain,
-                        "withdrawn",
-                        domain.org_id,
-                        now,
-                    );
-                    if self
-                        .store
-                        .domain_record_missing(
-                            domain.org_id,
-                            &domain.domain,
-                            self.recheck.withdraw_after,
-                            &event,
-                        )
-                        .await?
-                    {
-                        tracing::warn!(domain = %domain.domain, org = %domain.org_id,
-                            "domain verification withdrawn: its TXT record is gone");
-                        withdrawn += 1;
-                    }
-                }
-                TxtAnswer::Unavailable => {}
-            }
+        for outcome in outcomes {
+            withdrawn += u64::from(outcome?);
         }
         Ok(withdrawn)
+    }
+
+    /// One re-check; whether it withdrew the verification.
+    async fn recheck(&self, domain: OrgDomain, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let challenge = self.challenge(domain.org_id, &domain.domain, now).await?;
+        match self.dns.check(&domain.domain, &challenge.value).await {
+            TxtAnswer::Found => {
+                self.store
+                    .domain_record_found(domain.org_id, &domain.domain, now)
+                    .await?;
+                Ok(false)
+            }
+            TxtAnswer::Missing => {
+                let client = ClientInfo::new("", "maintenance");
+                let event = domain_event(
+                    DomainEditor::Operator,
+                    &client,
+                    &domain.domain,
+                    "withdrawn",
+                    domain.org_id,
+                    now,
+                );
+                let limit = self.recheck.withdraw_after;
+                let withdrawn = self
+                    .store
+                    .domain_record_missing(domain.org_id, &domain.domain, limit, &event)
+                    .await?;
+                if withdrawn {
+                    tracing::warn!(domain = %domain.domain, org = %domain.org_id,
+                        "domain verification withdrawn: its TXT record is gone");
+                }
+                Ok(withdrawn)
+            }
+            TxtAnswer::Unavailable => Ok(false),
+        }
     }
 }
 
