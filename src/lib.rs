@@ -10,6 +10,9 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod federation;
+pub mod i18n;
+#[cfg(test)]
+mod layers;
 pub mod mail;
 pub mod oidc;
 pub mod ops;

@@ -145,7 +145,7 @@ pub struct Accounts {
 #[derive(Clone)]
 pub struct MailContext {
     pub issuer: String,
-    pub i18n: Arc<crate::web::I18n>,
+    pub i18n: Arc<crate::i18n::I18n>,
     pub unlock_link_ttl: time::Duration,
 }
 

@@ -5,7 +5,6 @@
 
 mod entra;
 mod link;
-mod secret;
 mod signin;
 
 use std::sync::Arc;
@@ -16,9 +15,9 @@ use openidconnect::{AuthType, ClientId, ClientSecret, PkceCodeVerifier, Redirect
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::tokens::{SecretUnreadable, UpstreamSecrets};
 pub use entra::{Discovery, EntraClaims, LEEWAY};
 pub use link::{LinkError, OperatorLinkError};
-pub use secret::{SecretUnreadable, UpstreamSecrets};
 
 use crate::accounts::{Accounts, User};
 use crate::orgs::{SsoConnection, SsoConnections};

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::NewMail;
 use crate::accounts::User;
 use crate::audit::ClientInfo;
+use crate::i18n::I18n;
 use crate::sessions::DeviceLabel;
-use crate::web::I18n;
 
 /// "Your password was changed", with when, from where, and the link to the sessions page.
 pub fn password_changed(

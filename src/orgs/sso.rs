@@ -10,9 +10,9 @@ use uuid::Uuid;
 use super::OrgRole;
 use super::domains::{DomainError, MAX_DOMAINS, claimable};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
-use crate::federation::{SecretUnreadable, UpstreamSecrets};
 use crate::outbound::AllowedHosts;
 use crate::store::{Store, StoreError};
+use crate::tokens::{SecretUnreadable, UpstreamSecrets};
 
 /// Entra ID's public cloud; national clouds (and tests) set another authority.
 pub const PUBLIC_CLOUD: &str = "https://login.microsoftonline.com";

@@ -1,10 +1,12 @@
 //! Opaque secrets (session ids, one-time links) and the server's keys under `keys/`.
 
 mod keyring;
+mod secret_box;
 pub mod signing;
 
 pub use keyring::Keyring;
 pub(crate) use keyring::load_or_create_secret;
+pub use secret_box::{SecretUnreadable, UpstreamSecrets};
 pub use signing::{SigningAlg, SigningKey, SigningKeys};
 
 use base64::Engine;

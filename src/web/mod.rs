@@ -4,7 +4,6 @@
 mod account;
 pub mod csrf;
 mod forms;
-pub mod i18n;
 mod login;
 mod members;
 pub mod next_path;
@@ -28,8 +27,8 @@ use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use minijinja::{Environment, Value, context};
 
+pub use crate::i18n::{I18n, Translator};
 pub use forms::{CsrfOnly, HtmlForm};
-pub use i18n::{I18n, Translator};
 
 use crate::AppState;
 use crate::accounts::User;

@@ -1,4 +1,5 @@
-//! Page texts in English, Spanish and French (Fluent), chosen from `Accept-Language`.
+//! Texts in English, Spanish and French (Fluent) for pages and mails, chosen from the
+//! recipient's language: below both the services (mails) and the adapters (pages).
 
 use std::collections::HashMap;
 use std::sync::Arc;

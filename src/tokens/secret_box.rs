@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::tokens::load_or_create_secret;
+use super::load_or_create_secret;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the client secret cannot be decrypted with keys/sso.key")]
