@@ -1,0 +1,160 @@
+//! The activity log: events recorded, queried with filters and a cursor, pruned; written
+//! once for both backends like `sql.rs`.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::sql::{INSERT_EVENT, bind_event};
+use super::{PostgresStore, SqliteStore, StoreError};
+use crate::audit::{ActivityCursor, ActivityEvent, ActivityFilter};
+use crate::mail::NewMail;
+
+/// Activity events (those written with another change go in its transaction instead).
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError>;
+    /// Records a failed attempt and, when the owner asked for failure alerts, queues one
+    /// with its `alert.sent` event — unless one was queued since the given time (coalescing).
+    /// Returns whether an alert was queued.
+    async fn record_failure(
+        &self,
+        event: &ActivityEvent,
+        alert: Option<(&NewMail, &ActivityEvent, OffsetDateTime)>,
+    ) -> Result<bool, StoreError>;
+    async fn recent_events(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<ActivityEvent>, StoreError>;
+    /// A user's events matching `filter`, newest first, strictly after `after`.
+    async fn query_events(
+        &self,
+        user_id: Uuid,
+        filter: &ActivityFilter,
+        after: Option<&ActivityCursor>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEvent>, StoreError>;
+    /// Deletes up to `limit` events older than `before`; returns how many.
+    async fn prune_events(&self, before: OffsetDateTime, limit: i64) -> Result<u64, StoreError>;
+}
+
+macro_rules! activity_store {
+    ($store:ident, $db:ty) => {
+        #[async_trait]
+        impl ActivityStore for $store {
+            async fn record_failure(
+                &self,
+                event: &ActivityEvent,
+                alert: Option<(&NewMail, &ActivityEvent, time::OffsetDateTime)>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer.begin().await?;
+                Self::insert_event(&mut tx, event).await?;
+                let mut queued = false;
+                if let Some((mail, sent, since)) = alert {
+                    // The guard is the WHERE: one alert per account per period, also when
+                    // failures arrive in parallel on several instances.
+                    queued = sqlx::query(
+                        "UPDATE users SET last_failure_alert_at = $1 WHERE id = $2 \
+                         AND (last_failure_alert_at IS NULL OR last_failure_alert_at <= $3)",
+                    )
+                    .bind(event.created_at)
+                    .bind(event.user_id)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if queued {
+                        Self::insert_mail(&mut tx, mail).await?;
+                        Self::insert_event(&mut tx, sent).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(queued)
+            }
+
+            async fn record_event(&self, event: &ActivityEvent) -> Result<(), StoreError> {
+                bind_event(sqlx::query(INSERT_EVENT), event)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            async fn recent_events(
+                &self,
+                user_id: Uuid,
+                limit: i64,
+            ) -> Result<Vec<ActivityEvent>, StoreError> {
+                Ok(sqlx::query_as::<_, ActivityEvent>(
+                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
+                     created_at FROM activity_events WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn query_events(
+                &self,
+                user_id: Uuid,
+                filter: &ActivityFilter,
+                after: Option<&ActivityCursor>,
+                limit: i64,
+            ) -> Result<Vec<ActivityEvent>, StoreError> {
+                // Only the filters in use go into the SQL, so each query shape can walk the
+                // (user_id, created_at, id) indexes from the newest end.
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
+                     created_at FROM activity_events WHERE user_id = ",
+                );
+                q.push_bind(user_id);
+                if let Some(from) = filter.from {
+                    q.push(" AND created_at >= ").push_bind(from);
+                }
+                if let Some(to) = filter.to {
+                    q.push(" AND created_at < ").push_bind(to);
+                }
+                if let Some(product) = &filter.product {
+                    q.push(" AND product = ").push_bind(product.clone());
+                }
+                if let Some(action) = &filter.action {
+                    q.push(" AND action = ").push_bind(action.clone());
+                }
+                if let Some(cursor) = after {
+                    q.push(" AND (created_at, id) < (")
+                        .push_bind(cursor.at)
+                        .push(", ")
+                        .push_bind(cursor.id)
+                        .push(")");
+                }
+                q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                Ok(q.build_query_as::<ActivityEvent>()
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn prune_events(
+                &self,
+                before: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM activity_events WHERE id IN (SELECT id FROM activity_events \
+                     WHERE created_at < $1 LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.writer)
+                .await?
+                .rows_affected())
+            }
+        }
+    };
+}
+
+activity_store!(SqliteStore, sqlx::Sqlite);
+activity_store!(PostgresStore, sqlx::Postgres);
