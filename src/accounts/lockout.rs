@@ -1,4 +1,4 @@
-//! The lockout rule. The count itself is atomic in SQL (`Store::count_attempt`), taken
+//! The lockout rule. The count itself is atomic in SQL (`AccountStore::count_attempt`), taken
 //! *before* argon2 runs, so parallel wrong passwords — also on several instances — lock the
 //! account at exactly N (the race of Keycloak CVE-2024-4629 and ZITADEL CVE-2023-47111).
 
