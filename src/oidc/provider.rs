@@ -11,9 +11,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 mod backchannel;
+mod error;
 mod introspection;
 
 pub use backchannel::LogoutSender;
+pub use error::OAuthError;
 
 use super::checks::{CacheScope, TokenChecks};
 use super::claims::{self, AccessClaims, JwtRefused};
@@ -41,47 +43,6 @@ pub const SCOPES: [&str; 7] = [
 pub const ADMIN_SCOPE: &str = "admin";
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// An OAuth error response (RFC 6749 §5.2 and friends). `status` is the HTTP status code.
-#[derive(Debug, Clone)]
-pub struct OAuthError {
-    pub status: u16,
-    pub error: &'static str,
-    pub description: String,
-}
-
-impl OAuthError {
-    pub fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-        }
-    }
-
-    pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(400, "invalid_request", description)
-    }
-
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new(400, "invalid_grant", description)
-    }
-
-    pub fn invalid_client() -> Self {
-        Self::new(401, "invalid_client", "client authentication failed")
-    }
-
-    pub fn server() -> Self {
-        Self::new(500, "server_error", "the request could not be completed")
-    }
-}
-
-impl From<StoreError> for OAuthError {
-    fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "store failure in the OIDC provider");
-        Self::new(503, "temporarily_unavailable", "try again shortly")
-    }
-}
 
 /// How a client authenticated at the token, introspection or revocation endpoint.
 #[derive(Debug, Default)]
