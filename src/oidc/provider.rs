@@ -14,22 +14,24 @@ mod clients;
 mod error;
 mod introspection;
 mod token;
+mod verify;
 
 pub use authorize::{AuthorizeError, AuthorizeRequest, AuthorizeStep, LOGIN_AFTER};
 pub use backchannel::LogoutSender;
 pub use clients::{ClientSpec, ClientSpecError};
 pub use error::OAuthError;
 pub use token::{ClientCredentials, TokenResponse};
+pub use verify::BearerError;
 
 use super::checks::{CacheScope, TokenChecks};
-use super::claims::{self, AccessClaims, JwtRefused};
+use super::claims;
 use super::model::*;
 use crate::accounts::User;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::config::OidcConfig;
 use crate::sessions::SessionPolicy;
-use crate::store::{Store, StoreError};
-use crate::tokens::{SigningKeys, TokenDigest};
+use crate::store::Store;
+use crate::tokens::SigningKeys;
 
 /// Scopes this provider knows; others in a request are ignored (OIDC Core 3.1.2.1).
 pub const SCOPES: [&str; 7] = [
@@ -138,85 +140,6 @@ impl Provider {
         }
     }
 
-    // ----- token checks: userinfo, introspection, the account API ----------------------
-
-    /// Verifies an access token we issued and that it is still live (not revoked, its
-    /// grant not revoked, its session not ended); with it comes its user (none for client
-    /// credentials), read in the same query.
-    pub async fn verify_access_token(
-        &self,
-        token: &str,
-        now: OffsetDateTime,
-    ) -> Result<(AccessClaims, Option<User>), BearerError> {
-        let digest = TokenDigest::of(token);
-        let claims = match self.checks.verified(&digest) {
-            Some(claims) => claims,
-            None => {
-                let claims: AccessClaims = claims::verify_own(
-                    &self.keys,
-                    &self.issuer,
-                    token,
-                    Some("at+jwt"),
-                    Some(&self.issuer),
-                    Some(now),
-                )
-                .map_err(BearerError::Invalid)?;
-                self.checks.keep_verified(digest, claims.clone());
-                claims
-            }
-        };
-        if claims.exp <= now.unix_timestamp() {
-            return Err(BearerError::Invalid(JwtRefused::Expired));
-        }
-        let grant_id = match &claims.gid {
-            Some(gid) => Some(
-                Uuid::parse_str(gid).map_err(|_| BearerError::Invalid(JwtRefused::Malformed))?,
-            ),
-            None => None,
-        };
-        let epoch = self.checks.epoch();
-        let state = match self.checks.liveness(&claims.jti, epoch) {
-            Some(state) => state,
-            None => {
-                let state = self
-                    .store
-                    .access_token_state(&claims.jti, grant_id)
-                    .await
-                    .map_err(BearerError::Store)?;
-                self.checks.keep_liveness(&claims.jti, epoch, state.clone());
-                state
-            }
-        };
-        if state.jti_revoked {
-            return Err(BearerError::Revoked);
-        }
-        if grant_id.is_some() {
-            match state.grant {
-                Some(grant) if self.grant_alive(&grant, now) => {}
-                _ => return Err(BearerError::Revoked),
-            }
-        }
-        Ok((claims, state.user))
-    }
-
-    /// The userinfo response (OIDC Core 5.3) for a verified token and its user.
-    pub fn userinfo(
-        &self,
-        claims: &AccessClaims,
-        user: Option<&User>,
-    ) -> Result<Value, BearerError> {
-        if !claims.has_scope("openid") {
-            return Err(BearerError::InsufficientScope);
-        }
-        let user = user.ok_or(BearerError::Revoked)?;
-        let mut body = serde_json::Map::new();
-        body.insert("sub".into(), json!(claims.sub));
-        for (name, value) in profile_claims(user, &claims.scope) {
-            body.insert(name.into(), value);
-        }
-        Ok(Value::Object(body))
-    }
-
     // ----- logout ---------------------------------------------------------------------
 
     /// Validates an RP-initiated logout request (OIDC RP-Initiated Logout 1.0 §2). The
@@ -298,19 +221,6 @@ pub struct LogoutRequest {
     pub hint_session: Option<String>,
     /// Where to send the browser afterwards (`state` appended).
     pub redirect: Option<String>,
-}
-
-/// Why a bearer token was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum BearerError {
-    #[error("invalid token: {0}")]
-    Invalid(JwtRefused),
-    #[error("token revoked")]
-    Revoked,
-    #[error("insufficient scope")]
-    InsufficientScope,
-    #[error("store: {0}")]
-    Store(StoreError),
 }
 
 /// The claims of `profile` and `email` that the scope allows.
