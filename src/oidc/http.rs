@@ -15,6 +15,7 @@ use minijinja::context;
 
 use super::provider::{
     AuthorizeError, AuthorizeRequest, AuthorizeStep, BearerError, ClientCredentials, OAuthError,
+    OAuthErrorKind,
 };
 use crate::AppState;
 use crate::error::WebError;
@@ -93,11 +94,26 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 // ----- OAuth JSON answers ----------------------------------------------------------------
 
+/// The HTTP status of each OAuth error (RFC 6749 §5.2: 400, or 401 for a failed client
+/// authentication; §4.1.2.1's server errors as 500 and 503).
+fn oauth_status(kind: OAuthErrorKind) -> StatusCode {
+    match kind {
+        OAuthErrorKind::InvalidRequest
+        | OAuthErrorKind::InvalidGrant
+        | OAuthErrorKind::UnauthorizedClient
+        | OAuthErrorKind::UnsupportedGrantType
+        | OAuthErrorKind::InvalidScope => StatusCode::BAD_REQUEST,
+        OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = oauth_status(self.kind);
         let body = serde_json::json!({
-            "error": self.error,
+            "error": self.error(),
             "error_description": self.description,
         });
         let mut response = (status, no_store(), axum::Json(body)).into_response();

@@ -24,7 +24,7 @@ mod verify;
 pub use authorize::{AuthorizeError, AuthorizeRequest, AuthorizeStep, LOGIN_AFTER};
 pub use backchannel::LogoutSender;
 pub use clients::{ClientSpec, ClientSpecError};
-pub use error::OAuthError;
+pub use error::{OAuthError, OAuthErrorKind};
 pub use logout::LogoutRequest;
 pub use token::{ClientCredentials, TokenResponse};
 pub use verify::BearerError;

@@ -8,7 +8,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{OAuthError, Provider, SCOPES, app_event, profile_claims};
+use super::{OAuthError, OAuthErrorKind, Provider, SCOPES, app_event, profile_claims};
 use crate::accounts::User;
 use crate::audit::{Action, ClientInfo};
 use crate::oidc::claims::{self, AccessClaims};
@@ -62,8 +62,7 @@ impl Provider {
                     .await
             }
             _ => Err(OAuthError::new(
-                400,
-                "unsupported_grant_type",
+                OAuthErrorKind::UnsupportedGrantType,
                 "supported: authorization_code, refresh_token, client_credentials",
             )),
         }
@@ -208,8 +207,7 @@ impl Provider {
             let asked: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
             if asked.iter().any(|s| !held.contains(s)) {
                 return Err(OAuthError::new(
-                    400,
-                    "invalid_scope",
+                    OAuthErrorKind::InvalidScope,
                     "scope wider than granted",
                 ));
             }
@@ -236,8 +234,7 @@ impl Provider {
     ) -> Result<TokenResponse, OAuthError> {
         if client.is_public() {
             return Err(OAuthError::new(
-                400,
-                "unauthorized_client",
+                OAuthErrorKind::UnauthorizedClient,
                 "public clients cannot use client_credentials",
             ));
         }
@@ -246,8 +243,7 @@ impl Provider {
         // No user behind these tokens: the OIDC and account scopes mean nothing here.
         if let Some(bad) = scope.iter().find(|s| SCOPES.contains(s)) {
             return Err(OAuthError::new(
-                400,
-                "invalid_scope",
+                OAuthErrorKind::InvalidScope,
                 format!("{bad} needs a user"),
             ));
         }
