@@ -13,8 +13,11 @@ use axum::routing::{get, post};
 use base64::Engine;
 use minijinja::context;
 
+mod logout;
+
 use super::provider::{
     AuthorizeError, AuthorizeRequest, AuthorizeStep, BearerError, ClientCredentials, OAuthError,
+    OAuthErrorKind,
 };
 use crate::AppState;
 use crate::error::WebError;
@@ -41,8 +44,8 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/authorize", get(authorize).post(authorize))
         .route("/oauth2/consent", post(consent))
         .route("/oauth2/introspect", post(introspect))
-        .route("/oauth2/logout", get(logout).post(logout))
-        .route("/oauth2/logout/confirm", post(logout_confirm))
+        .route("/oauth2/logout", get(logout::logout).post(logout::logout))
+        .route("/oauth2/logout/confirm", post(logout::logout_confirm))
 }
 
 /// Discovery and JWKS: public documents serialized once, mounted outside the middleware
@@ -93,11 +96,26 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 // ----- OAuth JSON answers ----------------------------------------------------------------
 
+/// The HTTP status of each OAuth error (RFC 6749 §5.2: 400, or 401 for a failed client
+/// authentication; §4.1.2.1's server errors as 500 and 503).
+fn oauth_status(kind: OAuthErrorKind) -> StatusCode {
+    match kind {
+        OAuthErrorKind::InvalidRequest
+        | OAuthErrorKind::InvalidGrant
+        | OAuthErrorKind::UnauthorizedClient
+        | OAuthErrorKind::UnsupportedGrantType
+        | OAuthErrorKind::InvalidScope => StatusCode::BAD_REQUEST,
+        OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = oauth_status(self.kind);
         let body = serde_json::json!({
-            "error": self.error,
+            "error": self.error(),
             "error_description": self.description,
         });
         let mut response = (status, no_store(), axum::Json(body)).into_response();
@@ -614,115 +632,4 @@ impl ResumedRequest {
             ui_locales: request.ui_locales,
         })
     }
-}
-
-// ----- logout ----------------------------------------------------------------------------
-
-async fn logout(
-    State(state): State<AppState>,
-    page: PageContext,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    signed_in: Result<SignedIn, WebError>,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    let pairs = request_params(&method, query, &headers, &body)?;
-    let params: HashMap<String, String> = pairs.iter().cloned().collect();
-    let request = state
-        .provider
-        .logout_request(&params)
-        .await
-        .map_err(WebError::BadRequest)?;
-    let Ok(signed_in) = signed_in else {
-        return signed_out(&state, page, request.redirect.as_deref());
-    };
-    // The hint proves the request comes from an app of this very session: no question.
-    let same_session = request.hint_session.as_deref()
-        == Some(signed_in.session.id.to_string().as_str())
-        && request.hint_subject.as_deref() == Some(signed_in.user.id.to_string().as_str());
-    if same_session {
-        end_and_leave(&state, page, &signed_in, request.redirect.as_deref()).await
-    } else {
-        // Otherwise ask (a logout link on another site must not sign people out).
-        let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs.iter())
-            .finish();
-        let html = state.pages.render(
-            "logout_confirm.html",
-            &page.tr,
-            context! { csrf => token, request => query, client => request.client_name },
-        )?;
-        let response = (jar, Html(html)).into_response();
-        Ok(match &request.redirect {
-            Some(uri) => with_csp(response, uri),
-            None => response,
-        })
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct LogoutConfirmForm {
-    #[serde(default)]
-    csrf: String,
-    request: String,
-}
-
-async fn logout_confirm(
-    State(state): State<AppState>,
-    page: PageContext,
-    signed_in: SignedIn,
-    crate::web::HtmlForm(form): crate::web::HtmlForm<LogoutConfirmForm>,
-) -> Result<Response, WebError> {
-    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
-    let params: HashMap<String, String> = parse_pairs(form.request.as_bytes())
-        .map_err(|_| WebError::BadRequest("oidc-error-invalid-request"))?
-        .into_iter()
-        .collect();
-    let request = state
-        .provider
-        .logout_request(&params)
-        .await
-        .map_err(WebError::BadRequest)?;
-    end_and_leave(&state, page, &signed_in, request.redirect.as_deref()).await
-}
-
-async fn end_and_leave(
-    state: &AppState,
-    page: PageContext,
-    signed_in: &SignedIn,
-    redirect: Option<&str>,
-) -> Result<Response, WebError> {
-    state
-        .sessions
-        .end_by_logout(&signed_in.session, &page.client, state.clock.now())
-        .await?;
-    state.backchannel.notify_one();
-    let https = state.config.is_https();
-    let jar = page.jar.clone().remove(
-        axum_extra::extract::cookie::Cookie::build(crate::web::csrf::cookie_name(
-            crate::web::SESSION_COOKIE,
-            https,
-        ))
-        .path("/"),
-    );
-    let page = PageContext { jar, ..page };
-    signed_out(state, page, redirect)
-}
-
-fn signed_out(
-    state: &AppState,
-    page: PageContext,
-    redirect: Option<&str>,
-) -> Result<Response, WebError> {
-    if let Some(uri) = redirect {
-        return Ok((page.jar, Redirect::to(uri)).into_response());
-    }
-    let html = state.pages.render(
-        "message.html",
-        &page.tr,
-        context! { title => page.tr.t("logged-out-title"), message => page.tr.t("logged-out-text") },
-    )?;
-    Ok((page.jar, Html(html)).into_response())
 }
