@@ -6,8 +6,10 @@
 mod account;
 mod activity;
 pub mod cache;
+mod consents;
 mod domains;
 pub mod files;
+mod logouts;
 mod oidc;
 mod organization;
 mod outbox;
@@ -25,7 +27,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use account::AccountStore;
 pub use activity::ActivityStore;
+pub use consents::ConsentStore;
 pub use domains::DomainStore;
+pub use logouts::LogoutStore;
 pub use oidc::OidcStore;
 pub use organization::OrganizationStore;
 pub use outbox::OutboxStore;
@@ -115,6 +119,8 @@ pub trait Store:
     + OrganizationStore
     + OutboxStore
     + OidcStore
+    + ConsentStore
+    + LogoutStore
     + SsoStore
     + DomainStore
     + Send
