@@ -140,6 +140,16 @@ macro_rules! domain_store {
                 candidate: &str,
                 now: OffsetDateTime,
             ) -> Result<String, StoreError> {
+                // Read first: a page or list that shows the record writes nothing once the
+                // organization has its value.
+                let known: Option<String> =
+                    sqlx::query_scalar("SELECT token FROM org_domain_challenges WHERE org_id = $1")
+                        .bind(org_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if let Some(token) = known {
+                    return Ok(token);
+                }
                 sqlx::query(
                     "INSERT INTO org_domain_challenges (org_id, token, created_at) \
                      VALUES ($1, $2, $3) ON CONFLICT (org_id) DO NOTHING",

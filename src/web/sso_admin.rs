@@ -95,8 +95,18 @@ pub async fn page(
         None => SsoAdminForm::default(),
     };
     let connected = !form.tenant_id.is_empty();
-    let domain = notice.domain.unwrap_or_default();
-    let (notice, error) = match (notice.saved, notice.removed, notice.domain_error.as_deref()) {
+    // The query names a domain only to say how its check went: shown only for a domain the
+    // organization lists (and "verified" only when it is), so a crafted link cannot put
+    // words on this page.
+    let listed = state.domains.list(org_id).await?;
+    let known = notice
+        .domain
+        .as_deref()
+        .and_then(|d| listed.iter().find(|l| l.domain == d));
+    let domain = known.map(|d| d.domain.clone()).unwrap_or_default();
+    let verified = known.is_some_and(|d| d.is_verified());
+    let domain_error = notice.domain_error.as_deref().filter(|_| known.is_some());
+    let (notice, error) = match (notice.saved, notice.removed, domain_error) {
         (Some(_), _, _) => (Some(page.tr.t("sso-admin-saved")), None),
         (_, Some(_), _) => (Some(page.tr.t("sso-admin-removed")), None),
         (_, _, Some(kind)) => {
@@ -107,7 +117,7 @@ pub async fn page(
             };
             (None, Some(page.tr.t_with(key, &[("domain", domain)])))
         }
-        _ if !domain.is_empty() => (
+        _ if verified => (
             Some(page.tr.t_with("domain-verified", &[("domain", domain)])),
             None,
         ),
