@@ -75,6 +75,8 @@ pub struct KeysConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// The longest wait for a pooled connection before a request gets 503.
+    pub acquire_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,6 +23,9 @@ pub enum WebError {
     Csrf,
     #[error("password hashing saturated")]
     Busy,
+    /// The database is down, restarting or out of connections: nothing was written; retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Over the client's sign-in rate; the number of seconds to wait.
     #[error("rate limited")]
     RateLimited(u64),
@@ -58,7 +61,9 @@ impl WebError {
             }
             WebError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
             WebError::Csrf => (StatusCode::FORBIDDEN, "error-csrf"),
-            WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+            WebError::Busy | WebError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+            }
             WebError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "error-rate-limited"),
             WebError::SetupLinkUnusable => (StatusCode::GONE, "setup-link-unusable"),
             WebError::UnlockLinkUnusable => (StatusCode::GONE, "unlock-link-unusable"),
@@ -80,10 +85,14 @@ impl IntoResponse for WebError {
             // The detail goes to the log (with the request id of the span), never to the page.
             tracing::error!(error = %detail, "internal error");
         }
+        if let WebError::Unavailable(detail) = &self {
+            tracing::warn!(error = %detail, "database unavailable; answering 503");
+        }
         let (status, key) = self.status_and_key();
         let mut response = status.into_response();
         let retry_after = match self {
             WebError::Busy => Some(2),
+            WebError::Unavailable(_) => Some(crate::store::RETRY_AFTER_SECS),
             WebError::RateLimited(secs) => Some(secs),
             _ => None,
         };
@@ -99,7 +108,17 @@ impl IntoResponse for WebError {
 
 impl From<StoreError> for WebError {
     fn from(err: StoreError) -> Self {
-        WebError::Internal(err.to_string())
+        (&err).into()
+    }
+}
+
+impl From<&StoreError> for WebError {
+    fn from(err: &StoreError) -> Self {
+        if err.is_unavailable() {
+            WebError::Unavailable(err.to_string())
+        } else {
+            WebError::Internal(err.to_string())
+        }
     }
 }
 

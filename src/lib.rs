@@ -132,9 +132,13 @@ impl AppState {
             })?;
         }
         let url = config.database_url();
-        let store = store::connect(&url, config.database.max_connections)
-            .await
-            .with_context(|| format!("cannot open database {}", redact(&url)))?;
+        let store = store::connect_with(
+            &url,
+            config.database.max_connections,
+            Duration::from_secs(config.database.acquire_timeout_secs),
+        )
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&url)))?;
         store.migrate().await.context("database migration failed")?;
         // A check still queued when its request timed out (408) is dropped, not hashed.
         let hasher = PasswordHasher::start(&config.password, hash_threads)?

@@ -195,9 +195,7 @@ impl Caller {
         let now = state.clock.now();
         let (claims, user) = match state.provider.verify_access_token(token, now).await {
             Ok(found) => found,
-            Err(crate::oidc::BearerError::Store(e)) => {
-                return Err(ApiError::Internal(e.to_string()));
-            }
+            Err(crate::oidc::BearerError::Store(e)) => return Err(e.into()),
             Err(_) => return Err(ApiError::Unauthorized),
         };
         let reading = matches!(
@@ -227,7 +225,7 @@ impl Caller {
             .store
             .sessions_of_user(user_id)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)?
             .into_iter()
             .find(|s| s.id == session_id)
             .ok_or(ApiError::Unauthorized)?;
@@ -254,7 +252,10 @@ impl Caller {
         }
         let me = SignedIn::from_parts(parts, state)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                crate::error::WebError::Unavailable(detail) => ApiError::StoreUnavailable(detail),
+                e => ApiError::Internal(e.to_string()),
+            })?
             .ok_or(ApiError::Unauthorized)?;
         Ok(Caller {
             me,

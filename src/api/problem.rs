@@ -41,6 +41,9 @@ pub enum ApiError {
     /// A service this call needs did not answer (DNS, an upstream server): retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The database is down, restarting or out of connections: nothing was written; retry.
+    #[error("database unavailable: {0}")]
+    StoreUnavailable(String),
     #[error("missing or invalid CSRF token")]
     Csrf,
     /// Also for resources of other users: ids cannot be probed.
@@ -86,7 +89,11 @@ impl IntoResponse for Problem {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        if err.is_unavailable() {
+            ApiError::StoreUnavailable(err.to_string())
+        } else {
+            ApiError::Internal(err.to_string())
+        }
     }
 }
 
@@ -184,6 +191,20 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return response;
+            }
+            ApiError::StoreUnavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable; answering 503");
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The account database cannot be reached right now; nothing was changed. \
+                     Retry shortly.",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::store::RETRY_AFTER_SECS),
+                );
                 return response;
             }
             ApiError::InsufficientScope(scope) => {

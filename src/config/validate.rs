@@ -44,6 +44,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=60).contains(&self.database.acquire_timeout_secs) {
+            return Err(invalid(
+                "database.acquire_timeout_secs",
+                "GOTTHARD_DATABASE__ACQUIRE_TIMEOUT_SECS",
+                "must be between 1 and 60",
+            ));
+        }
         if !(self.redis.url.is_empty()
             || self.redis.url.starts_with("redis://")
             || self.redis.url.starts_with("rediss://"))

@@ -125,6 +125,12 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"gotthard\""),
             );
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::store::RETRY_AFTER_SECS),
+            );
+        }
         response
     }
 }
@@ -374,7 +380,15 @@ impl IntoResponse for BearerAnswer {
                 ),
             ),
             BearerAnswer::Unavailable => {
-                return (StatusCode::SERVICE_UNAVAILABLE, no_store()).into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    no_store(),
+                    [(
+                        header::RETRY_AFTER,
+                        crate::store::RETRY_AFTER_SECS.to_string(),
+                    )],
+                )
+                    .into_response();
             }
         };
         let mut response = (status, no_store()).into_response();

@@ -82,6 +82,9 @@ impl Revocations {
 
 pub use sql::{PostgresStore, SqliteStore};
 
+/// What a client is told to wait (`Retry-After`, seconds) when the database is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique constraint refused the write (e-mail or organization name taken).
@@ -90,18 +93,73 @@ pub enum StoreError {
     /// A single-use token was already used, has expired, or does not exist.
     #[error("token unusable")]
     TokenUnusable,
+    /// The database cannot be reached or cannot serve now (connection refused or lost, pool
+    /// exhausted, server starting or shutting down, busy): nothing was committed, and the
+    /// same request may be tried again (callers answer 503 with `Retry-After`).
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if unavailable(&err) {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Database(err)
+        }
+    }
 }
 
 impl StoreError {
     pub(crate) fn from_write(err: sqlx::Error) -> Self {
         match err.as_database_error() {
             Some(db) if db.is_unique_violation() => StoreError::Conflict,
-            _ => StoreError::Database(err),
+            _ => err.into(),
         }
+    }
+
+    /// Whether the failure is the database's absence rather than a fault of the request or
+    /// of the code: worth a 503 and a retry, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The errors of a database that is down, restarting, overloaded or out of connections.
+/// PostgreSQL's SQLSTATE classes 08 (connection exception), 53 (insufficient resources),
+/// 57P01–57P03 (shutdown, crash, cannot connect now) and 40001/40P01 (serialization failure,
+/// deadlock: rolled back, safe to retry); SQLite's BUSY, LOCKED, FULL and I/O errors.
+fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+            } else {
+                // SQLite reports its extended result code; the primary code is its low byte.
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+            }
+        }
+        _ => false,
     }
 }
 
@@ -134,8 +192,20 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the database named by `url` (`sqlite:…` or `postgres://…`).
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`), waiting at most 5 s
+/// for a connection.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, max_connections, Duration::from_secs(5)).await
+}
+
+/// [`connect`], with the longest wait for a pooled connection: past it (the server is down,
+/// restarting, or every connection busy) a call fails with [`StoreError::Unavailable`], so a
+/// request gets its 503 within that time.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -172,14 +242,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(Arc::new(SqliteStore::new(pool, writer)))
     } else {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
         Ok(Arc::new(PostgresStore::new(pool.clone(), pool)))

@@ -244,7 +244,7 @@ pub async fn callback(
                 }
                 Refusal::NoAccount => (StatusCode::FORBIDDEN, "sso-error-no-account"),
                 Refusal::NotMember => (StatusCode::FORBIDDEN, "sso-error-not-member"),
-                Refusal::Store(e) => return Err(WebError::Internal(e.to_string())),
+                Refusal::Store(e) => return Err(e.into()),
             };
             let upstream = match refusal {
                 Refusal::Upstream { error, description } => Some((error, description)),

@@ -12,6 +12,7 @@ mod login;
 mod me;
 mod oidc;
 mod ops;
+mod outage;
 mod redis;
 mod sessions;
 mod setup;
