@@ -6,7 +6,7 @@ use gotthard::tokens::OpaqueToken;
 use time::Duration;
 use uuid::Uuid;
 
-use super::{each_store, event, new_user, now};
+use super::{add_org, add_user, each_store, event, mail, new_user, now, start};
 
 #[tokio::test]
 async fn sessions_are_found_by_digest_and_end_once() {
@@ -215,5 +215,128 @@ async fn sessions_are_listed_touched_ended_by_owner_and_pruned() {
         // ids[0] and ids[2] ended, ids[1] idle since `at + 1s`; eve's (`at + 3s`) stays.
         assert_eq!(total, 3, "{}", db.backend);
         assert_eq!(db.count("sessions").await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_session_starts_with_its_event_and_the_owners_alert() {
+    for (store, db) in each_store().await {
+        let at = now();
+        let ada = add_user(&*store, "ada@example.com", at).await;
+        let org = add_org(&*store, "Acme", at).await;
+        let token = OpaqueToken::generate();
+        let session = NewSession {
+            id: Uuid::now_v7(),
+            user_id: ada.id,
+            token_digest: token.digest(),
+            method: SignInMethod::Sso,
+            sso_org_id: Some(org.id),
+            ip: "192.0.2.7".into(),
+            user_agent: "TestAgent/1.0".into(),
+            created_at: at,
+        };
+        let started = event(ada.id, Action::LoginSucceeded, at);
+        let alert = mail(&ada.email, at);
+        let sent = event(ada.id, Action::AlertSent, at + Duration::seconds(1));
+        store
+            .start_session(&session, &started, Some((&alert, &sent)))
+            .await
+            .unwrap();
+        let (found, _) = store
+            .session_by_digest(&token.digest())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.method, "sso", "{}", db.backend);
+        assert_eq!(found.sso_org_id, Some(org.id));
+        assert_eq!(found.ip, "192.0.2.7");
+        assert_eq!(found.user_agent, "TestAgent/1.0");
+        assert_eq!(found.created_at, at);
+        assert_eq!(db.count("mail_outbox").await, 1, "{}", db.backend);
+        let actions: Vec<_> = store
+            .recent_events(ada.id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["alert.sent", "login.succeeded"], "{}", db.backend);
+
+        // A cookie digest names one session: a second one is refused, and nothing written.
+        let twin = NewSession {
+            id: Uuid::now_v7(),
+            ..session
+        };
+        let started = event(ada.id, Action::LoginSucceeded, at);
+        assert!(
+            store.start_session(&twin, &started, None).await.is_err(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(db.count("sessions").await, 1);
+        assert_eq!(store.recent_events(ada.id, 10).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_touched_and_ending_none_writes_nothing() {
+    for (store, db) in each_store().await {
+        let at = now();
+        let ada = add_user(&*store, "ada@example.com", at).await;
+        let (only, _) = start(&*store, ada.id, None, at).await;
+        let ended = event(ada.id, Action::SessionEnded, at);
+        let none = store
+            .end_other_sessions(ada.id, only, "owner", &ended)
+            .await;
+        assert_eq!(none.unwrap(), 0, "{}", db.backend);
+        assert_eq!(
+            store.recent_events(ada.id, 10).await.unwrap().len(),
+            1,
+            "{}: no event for no session",
+            db.backend
+        );
+
+        let logout = event(ada.id, Action::Logout, at);
+        assert!(
+            store
+                .end_session(ada.id, only, "logout", &logout)
+                .await
+                .unwrap()
+        );
+        let later = at + Duration::minutes(5);
+        store
+            .touch_session(only, "198.51.100.1", later, later)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.count_where("sessions", "ip = '198.51.100.1'").await,
+            0,
+            "{}",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_past_their_lifetime_are_pruned_even_when_in_use() {
+    for (store, db) in each_store().await {
+        let at = now();
+        let ada = add_user(&*store, "ada@example.com", at).await;
+        let (old, _) = start(&*store, ada.id, None, at - Duration::days(100)).await;
+        let (young, _) = start(&*store, ada.id, None, at).await;
+        store.touch_session(old, "192.0.2.7", at, at).await.unwrap();
+        let pruned = store
+            .prune_sessions(at - Duration::days(14), at - Duration::days(90), 10)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1, "{}", db.backend);
+        let left: Vec<_> = store
+            .sessions_of_user(ada.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, [young], "{}", db.backend);
     }
 }
