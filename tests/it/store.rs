@@ -6,11 +6,12 @@ use std::sync::Arc;
 use gotthard::accounts::{NewUser, User};
 use gotthard::audit::{Action, ActivityEvent, ClientInfo};
 use gotthard::mail::NewMail;
+use gotthard::oidc::{AuthorizationCode, Client, ClientAuthMethod, CodeRedemption};
 use gotthard::orgs::Organization;
 use gotthard::sessions::{NewSession, SignInMethod};
 use gotthard::store::{Store, connect};
-use gotthard::tokens::OpaqueToken;
-use time::OffsetDateTime;
+use gotthard::tokens::{OpaqueToken, SigningAlg, TokenDigest};
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::support::databases;
@@ -18,10 +19,15 @@ use crate::support::databases;
 mod accounts;
 mod activity;
 mod backends;
+mod consents;
+mod domains;
 mod lockout;
+mod logouts;
+mod oidc;
 mod organizations;
 mod outbox;
 mod sessions;
+mod sso;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc().replace_nanosecond(0).unwrap()
@@ -122,4 +128,66 @@ async fn start(
     let started = event(user, Action::LoginSucceeded, at);
     store.start_session(&session, &started, None).await.unwrap();
     (session.id, token)
+}
+
+/// A confidential client; `backchannel` is its back-channel logout URI.
+fn client(id: &str, name: &str, backchannel: Option<&str>, at: OffsetDateTime) -> Client {
+    Client {
+        id: id.to_string(),
+        name: name.to_string(),
+        secret_hash: Some(TokenDigest::of("client-secret")),
+        auth_method: ClientAuthMethod::ClientSecretBasic,
+        jwks: None,
+        redirect_uris: vec![format!("https://{id}.example/callback")],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: backchannel.map(str::to_string),
+        first_party: false,
+        require_pkce: true,
+        id_token_alg: SigningAlg::Rs256,
+        admin_scope: false,
+        created_at: at,
+        introspect_for: vec![],
+    }
+}
+
+/// An authorization code of `client_id` for `user` in `session`, valid for `ttl`.
+fn code(
+    client_id: &str,
+    user: Uuid,
+    session: Uuid,
+    at: OffsetDateTime,
+    ttl: Duration,
+) -> (OpaqueToken, AuthorizationCode) {
+    let token = OpaqueToken::generate();
+    let code = AuthorizationCode {
+        digest: token.digest(),
+        client_id: client_id.to_string(),
+        user_id: user,
+        session_id: session,
+        redirect_uri: format!("https://{client_id}.example/callback"),
+        scope: "openid email".to_string(),
+        nonce: Some("n-0S6_WzA2Mj".to_string()),
+        code_challenge: None,
+        auth_time: at,
+        created_at: at,
+        expires_at: at + ttl,
+    };
+    (token, code)
+}
+
+/// A grant of `client_id` for `user` under `session`, started as the token endpoint does:
+/// a code inserted and redeemed.
+async fn add_grant(
+    store: &dyn Store,
+    client_id: &str,
+    user: Uuid,
+    session: Uuid,
+    at: OffsetDateTime,
+) -> Uuid {
+    let (token, code) = code(client_id, user, session, at, Duration::minutes(1));
+    store.insert_code(&code).await.unwrap();
+    let grant = Uuid::now_v7();
+    let redeemed = store.redeem_code(&token.digest(), grant, at).await.unwrap();
+    assert!(matches!(redeemed, CodeRedemption::Redeemed(_)));
+    grant
 }
