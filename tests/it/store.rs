@@ -1,5 +1,5 @@
 //! The store conformance suite: the same assertions on SQLite and PostgreSQL, one file per
-//! store trait (`store/*.rs`).
+//! store trait (`store/*.rs`); `store/coverage.rs` fails when a store method is never called.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ mod accounts;
 mod activity;
 mod backends;
 mod consents;
+mod coverage;
 mod domains;
 mod lockout;
 mod logouts;
