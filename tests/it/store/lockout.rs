@@ -406,3 +406,48 @@ async fn security_settings_round_trip_and_set_the_threshold_counted_against() {
         assert_eq!(store.count_attempt(ada.id).await.unwrap(), Some((1, 4)));
     }
 }
+
+#[tokio::test]
+async fn a_threshold_lowered_below_the_count_lets_the_next_failure_lock() {
+    for (store, db) in each_store().await {
+        let at = now();
+        let ada = with_threshold(&*store, 10, at).await;
+        for _ in 0..5 {
+            store.count_attempt(ada.id).await.unwrap();
+        }
+        // Five failures in a row, then the owner (signed in elsewhere) asks for three.
+        let settings = SecuritySettings {
+            lockout_threshold: 3,
+            ..SecuritySettings::of(&ada)
+        };
+        let changed = event(ada.id, Action::SecuritySettingsChanged, at);
+        store
+            .update_security(ada.id, &settings, &changed)
+            .await
+            .unwrap();
+        // The next attempt is counted as the last one, so that a wrong password locks the
+        // account with its mail and unlock link — not refused forever without a lock.
+        let counted = store.count_attempt(ada.id).await.unwrap();
+        assert_eq!(counted, Some((3, 3)), "{}", db.backend);
+        lock(&*store, &ada, at).await;
+
+        // Raised, or lowered above the count, the count stays as it was.
+        let bob = store
+            .insert_user(&NewUser {
+                lockout_threshold: 10,
+                ..new_user("bob@example.com", at)
+            })
+            .await
+            .unwrap();
+        store.count_attempt(bob.id).await.unwrap();
+        for threshold in [20, 5] {
+            let settings = SecuritySettings {
+                lockout_threshold: threshold,
+                ..SecuritySettings::of(&bob)
+            };
+            let changed = event(bob.id, Action::SecuritySettingsChanged, at);
+            let updated = store.update_security(bob.id, &settings, &changed).await;
+            assert_eq!(updated.unwrap().failed_attempts, 1, "{}", db.backend);
+        }
+    }
+}
