@@ -47,9 +47,42 @@ impl LockoutPolicy {
     }
 }
 
+/// The rule's pure part. The transitions themselves (count, lock at N, reset, unlock by an
+/// administrator or by link) are single SQL statements, tested on both backends by the store
+/// suite (`tests/it/store/lockout.rs`).
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLICY: LockoutPolicy = LockoutPolicy {
+        min_threshold: 3,
+        max_threshold: 50,
+        default_threshold: 10,
+    };
+
+    #[test]
+    fn counted_failures_below_the_threshold_do_not_lock_and_the_nth_does() {
+        for n in 1..5 {
+            let attempt = Attempt::Counted { n, threshold: 5 };
+            assert!(!attempt.locks_on_failure(), "attempt {n} of 5");
+        }
+        assert!(Attempt::Counted { n: 5, threshold: 5 }.locks_on_failure());
+        assert!(Attempt::Counted { n: 1, threshold: 1 }.locks_on_failure());
+    }
+
+    #[test]
+    fn out_of_range_thresholds_are_refused_not_clamped_and_name_the_bounds() {
+        let refused = Err(ThresholdOutOfRange { min: 3, max: 50 });
+        for threshold in [i32::MIN, -1, 0, 1, 2, 51, 1000, i32::MAX] {
+            assert_eq!(POLICY.check_threshold(threshold), refused, "{threshold}");
+        }
+        for threshold in [3, 4, 10, 49, 50] {
+            assert_eq!(POLICY.check_threshold(threshold), Ok(threshold));
+        }
+        assert_eq!(POLICY.check_threshold(POLICY.default_threshold), Ok(10));
+        let message = ThresholdOutOfRange { min: 3, max: 50 }.to_string();
+        assert_eq!(message, "lockout_threshold must be between 3 and 50");
+    }
 
     #[test]
     fn the_last_counted_failure_locks() {

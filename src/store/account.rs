@@ -65,7 +65,9 @@ pub trait AccountStore: Send + Sync {
         digest: &TokenDigest,
         event: &ActivityEvent,
     ) -> Result<bool, StoreError>;
-    /// Writes the security settings with the event.
+    /// Writes the security settings with the event. A count at or past a lowered threshold
+    /// (of an account not locked) becomes one below it: the next wrong password locks, with
+    /// the mail and unlock link of a lock, instead of every attempt being refused unlocked.
     async fn update_security(
         &self,
         user_id: Uuid,
@@ -369,8 +371,10 @@ macro_rules! account_store {
                 let mut tx = self.writer.begin().await?;
                 let sql = format!(
                     "UPDATE users SET lockout_threshold = $1, notify_on_success = $2, \
-                     notify_on_failure = $3, updated_at = $4 WHERE id = $5 \
-                     RETURNING {USER_COLUMNS}"
+                     notify_on_failure = $3, updated_at = $4, \
+                     failed_attempts = CASE WHEN locked_at IS NULL AND failed_attempts >= $1 \
+                       THEN $1 - 1 ELSE failed_attempts END \
+                     WHERE id = $5 RETURNING {USER_COLUMNS}"
                 );
                 let user = sqlx::query_as::<_, User>(&sql)
                     .bind(settings.lockout_threshold)

@@ -13,7 +13,8 @@ use crate::mail::OutboxMail;
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Reserves up to `limit` due, unsent mails until `lease_until` (so that another
-    /// instance skips them) and returns them, oldest first.
+    /// instance skips them) and returns them: the longest due are chosen first, the order
+    /// of the list is the database's (SQLite gives them back by id).
     async fn claim_due_mail(
         &self,
         now: OffsetDateTime,

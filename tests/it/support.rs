@@ -79,6 +79,11 @@ impl TestDb {
         }
     }
 
+    /// Counts the rows of a table that meet an SQL condition, read directly.
+    pub async fn count_where(&self, table: &str, condition: &str) -> i64 {
+        self.count(&format!("{table} WHERE {condition}")).await
+    }
+
     /// The stored password hash of a user, read directly.
     pub async fn password_hash(&self, email: &str) -> String {
         let sql = "SELECT password_hash FROM users WHERE email = $1";
