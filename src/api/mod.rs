@@ -28,7 +28,7 @@ pub use problem::{ApiError, Problem};
 
 use crate::AppState;
 use crate::audit::ClientInfo;
-use crate::web::{SignedIn, client_info, csrf};
+use crate::http::{SignedIn, client_info, csrf};
 
 #[derive(OpenApi)]
 #[openapi(

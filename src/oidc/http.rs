@@ -21,7 +21,8 @@ use super::provider::{
 };
 use crate::AppState;
 use crate::error::WebError;
-use crate::web::{PageContext, SignedIn};
+use crate::http::{HtmlForm, SignedIn};
+use crate::web::PageContext;
 
 /// Longest value accepted for one parameter of the token, introspection and revocation
 /// endpoints (codes and refresh tokens are 43 characters, JWTs a few hundred).
@@ -571,7 +572,7 @@ async fn consent(
     State(state): State<AppState>,
     page: PageContext,
     signed_in: SignedIn,
-    crate::web::HtmlForm(form): crate::web::HtmlForm<ConsentForm>,
+    HtmlForm(form): HtmlForm<ConsentForm>,
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let params = parse_pairs(form.request.as_bytes())
@@ -615,7 +616,7 @@ pub struct ResumedRequest {
 
 impl ResumedRequest {
     pub async fn of(state: &AppState, next: &str) -> Option<Self> {
-        if !crate::web::next_path::is_local_path(next) {
+        if !crate::http::next_path::is_local_path(next) {
             return None;
         }
         let query = next.strip_prefix("/oauth2/authorize?")?;

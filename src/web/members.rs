@@ -7,9 +7,10 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CsrfOnly, HtmlForm, PageContext, SignedIn};
+use super::PageContext;
 use crate::AppState;
 use crate::error::WebError;
+use crate::http::{CsrfOnly, HtmlForm, SignedIn};
 
 #[derive(Deserialize)]
 pub struct Notice {

@@ -2,23 +2,18 @@
 //! the services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
-pub mod csrf;
-mod forms;
 mod login;
 mod members;
-pub mod next_path;
-pub mod rate_limit;
 mod security;
 mod setup;
 mod sso;
 mod sso_admin;
 mod unlock;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -28,15 +23,12 @@ use axum_extra::extract::CookieJar;
 use minijinja::{Environment, Value, context};
 
 pub use crate::i18n::{I18n, Translator};
-pub use forms::{CsrfOnly, HtmlForm};
 
 use crate::AppState;
 use crate::accounts::User;
 use crate::audit::ClientInfo;
 use crate::error::{ErrorPage, WebError};
-use crate::sessions::Session;
-
-pub const SESSION_COOKIE: &str = "gotthard_session";
+use crate::http::{client_info, csrf};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
@@ -217,72 +209,11 @@ impl PageContext {
     }
 }
 
-/// The client's address (behind a trusted proxy, from `X-Forwarded-For`) and User-Agent.
-pub fn client_info(parts: &Parts, state: &AppState) -> ClientInfo {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| {
-            rate_limit::client_ip(
-                addr.ip(),
-                &parts.headers,
-                &state.config.http.trusted_proxies,
-            )
-            .to_string()
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    ClientInfo::new(ip, user_agent)
-}
-
 fn translator_for(state: &AppState, headers: &HeaderMap) -> Translator {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
     state.pages.i18n.negotiate(accept)
-}
-
-/// The signed-in browser: its session, its user, and the session cookie value (the binding of
-/// its CSRF tokens). Pages that need it redirect to `/login` otherwise.
-pub struct SignedIn {
-    pub session: Session,
-    pub user: User,
-    pub cookie: String,
-}
-
-impl SignedIn {
-    /// The session of the request's cookie, if any; shared by pages and the API.
-    pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Option<Self>, WebError> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
-        let Some(cookie) = jar.get(&name).map(|c| c.value().to_string()) else {
-            return Ok(None);
-        };
-        let client = client_info(parts, state);
-        let found = state
-            .sessions
-            .current(&cookie, &client, state.clock.now())
-            .await?;
-        Ok(found.map(|(session, user)| Self {
-            session,
-            user,
-            cookie,
-        }))
-    }
-}
-
-impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        Self::from_parts(parts, state)
-            .await?
-            .ok_or(WebError::NotSignedIn)
-    }
 }
 
 /// Renders the localized page of an error response: for our own [`WebError`]s (marked with
