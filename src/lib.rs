@@ -47,7 +47,7 @@ use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::federation::{Discovery, Federation, UpstreamSecrets};
-use crate::http::rate_limit::RateLimits;
+use crate::http::{Pages, rate_limit::RateLimits};
 use crate::mail::Mailer;
 use crate::oidc::{CacheScope, Provider};
 use crate::ops::Metrics;
@@ -57,7 +57,6 @@ use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
 use crate::tokens::{Keyring, SigningKeys};
-use crate::web::Pages;
 
 /// What handlers share: one `Arc`, so that the clones axum makes per request (each
 /// `from_fn_with_state` layer, each `State` extractor: dozens per request) cost one atomic

@@ -21,8 +21,7 @@ use super::provider::{
 };
 use crate::AppState;
 use crate::error::WebError;
-use crate::http::{HtmlForm, SignedIn};
-use crate::web::PageContext;
+use crate::http::{HtmlForm, PageContext, SignedIn};
 
 /// Longest value accepted for one parameter of the token, introspection and revocation
 /// endpoints (codes and refresh tokens are 43 characters, JWTs a few hundred).

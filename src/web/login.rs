@@ -8,12 +8,11 @@ use axum_extra::extract::cookie::Cookie;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::PageContext;
 use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
 use crate::error::WebError;
 use crate::http::next_path::refuse_malformed;
-use crate::http::{HtmlForm, SESSION_COOKIE, SignedIn, csrf};
+use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 use crate::oidc::http::ResumedRequest;
 use crate::ops::LoginOutcome;
 use crate::sessions::SignInMethod;

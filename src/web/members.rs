@@ -7,10 +7,9 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::PageContext;
 use crate::AppState;
 use crate::error::WebError;
-use crate::http::{CsrfOnly, HtmlForm, SignedIn};
+use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 
 #[derive(Deserialize)]
 pub struct Notice {

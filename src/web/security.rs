@@ -6,11 +6,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::PageContext;
 use crate::AppState;
 use crate::accounts::{SecurityError, SecuritySettings};
 use crate::error::WebError;
-use crate::http::{HtmlForm, SignedIn};
+use crate::http::{HtmlForm, PageContext, SignedIn};
 
 #[derive(Deserialize)]
 pub struct Saved {

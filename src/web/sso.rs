@@ -8,13 +8,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::PageContext;
 use crate::AppState;
 use crate::accounts::{HashError, LoginError, MAX_EMAIL_LEN, User};
 use crate::error::WebError;
 use crate::federation::{BeginError, Callback, Finished, LinkError, Refusal};
 use crate::http::next_path::refuse_malformed;
-use crate::http::{HtmlForm, SESSION_COOKIE, csrf};
+use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
 use crate::ops::LoginOutcome;
 
 /// An authorization request of a relying app to resume after signing in, and the CSP that

@@ -13,8 +13,7 @@ use minijinja::context;
 use super::{parse_pairs, request_params, with_csp};
 use crate::AppState;
 use crate::error::WebError;
-use crate::http::{HtmlForm, SESSION_COOKIE, SignedIn, csrf};
-use crate::web::PageContext;
+use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 
 pub(super) async fn logout(
     State(state): State<AppState>,
