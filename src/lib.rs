@@ -299,7 +299,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            web::error_pages,
+            http::error_pages,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

@@ -131,7 +131,7 @@ impl PageContext {
     }
 }
 
-pub fn translator_for(state: &AppState, headers: &HeaderMap) -> Translator {
+pub(super) fn translator_for(state: &AppState, headers: &HeaderMap) -> Translator {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
