@@ -12,8 +12,7 @@ use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
 use crate::error::WebError;
 use crate::http::next_path::refuse_malformed;
-use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
-use crate::oidc::http::ResumedRequest;
+use crate::http::{HtmlForm, PageContext, ResumedRequest, SESSION_COOKIE, SignedIn, csrf};
 use crate::ops::LoginOutcome;
 use crate::sessions::SignInMethod;
 
