@@ -26,3 +26,12 @@ pub use oauth::{ResumedRequest, csp_allowing, parse_pairs};
 pub use pages::{PageContext, Pages};
 pub use problem::Problem;
 pub use session::{SESSION_COOKIE, SignedIn};
+
+/// How a sign-in ended, as the pages that sign in report it to the metrics (`ops`).
+#[derive(Clone, Copy, Debug)]
+pub enum LoginOutcome {
+    Success,
+    WrongCredentials,
+    Busy,
+    Error,
+}

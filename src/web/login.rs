@@ -12,8 +12,9 @@ use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
 use crate::error::WebError;
 use crate::http::next_path::refuse_malformed;
-use crate::http::{HtmlForm, PageContext, ResumedRequest, SESSION_COOKIE, SignedIn, csrf};
-use crate::ops::LoginOutcome;
+use crate::http::{
+    HtmlForm, LoginOutcome, PageContext, ResumedRequest, SESSION_COOKIE, SignedIn, csrf,
+};
 use crate::sessions::SignInMethod;
 
 pub async fn root(signed_in: Result<SignedIn, WebError>) -> Redirect {

@@ -13,8 +13,7 @@ use crate::accounts::{HashError, LoginError, MAX_EMAIL_LEN, User};
 use crate::error::WebError;
 use crate::federation::{BeginError, Callback, Finished, LinkError, Refusal};
 use crate::http::next_path::refuse_malformed;
-use crate::http::{HtmlForm, PageContext, ResumedRequest, SESSION_COOKIE, csrf};
-use crate::ops::LoginOutcome;
+use crate::http::{HtmlForm, LoginOutcome, PageContext, ResumedRequest, SESSION_COOKIE, csrf};
 
 /// An authorization request of a relying app to resume after signing in, and the CSP that
 /// lets a form of ours end at that app; `None` unless `next` is a valid request.
