@@ -1,9 +1,10 @@
 //! Who is asking: the client's address (behind a trusted proxy, from `X-Forwarded-For`) and
 //! its User-Agent, as every adapter records them.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
@@ -30,6 +31,16 @@ pub fn client_info(parts: &Parts, state: &AppState) -> ClientInfo {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     ClientInfo::new(ip, user_agent)
+}
+
+/// The client alone, for endpoints that need no page (the token and revocation endpoints):
+/// no language negotiated, no cookie read.
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(client_info(parts, state))
+    }
 }
 
 /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost

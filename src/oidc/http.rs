@@ -20,6 +20,7 @@ use super::provider::{
     OAuthErrorKind,
 };
 use crate::AppState;
+use crate::audit::ClientInfo;
 use crate::error::WebError;
 use crate::http::{HtmlForm, PageContext, SignedIn, csp_allowing, parse_pairs};
 
@@ -192,7 +193,7 @@ fn client_credentials(
 
 async fn token(
     State(state): State<AppState>,
-    page: PageContext,
+    requester: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -200,7 +201,7 @@ async fn token(
     let result = async {
         let form = oauth_form(&headers, &body)?;
         let creds = client_credentials(&headers, &form)?;
-        state.provider.token(&form, &creds, &page.client, now).await
+        state.provider.token(&form, &creds, &requester, now).await
     }
     .await;
     match result {
@@ -232,7 +233,7 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 async fn revoke(
     State(state): State<AppState>,
-    page: PageContext,
+    requester: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -246,7 +247,7 @@ async fn revoke(
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         state
             .provider
-            .revoke(&client, token, &page.client, now)
+            .revoke(&client, token, &requester, now)
             .await?;
         Ok::<_, OAuthError>(())
     }
