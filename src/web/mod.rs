@@ -1,5 +1,6 @@
-//! Browser pages: templates, forms, CSRF, security headers, i18n. Handlers parse and render;
-//! the services of `accounts`, `sessions` and `orgs` decide.
+//! Browser pages: sign-in, SSO, setup, unlock, the account and organization pages, and the
+//! stylesheet. Handlers parse and render with the kit (`http`: templates, forms, CSRF); the
+//! services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
 mod login;
