@@ -12,8 +12,9 @@ use super::pages::translator_for;
 use crate::AppState;
 use crate::error::ErrorPage;
 
-/// Renders the localized page of an error response: for our own [`WebError`]s (marked with
-/// [`ErrorPage`]) and for the plain-text rejections of the framework (404, 405, 408, 413).
+/// Renders the localized page of an error response: for our own
+/// [`WebError`](crate::error::WebError)s (marked with [`ErrorPage`]) and for the plain-text
+/// rejections of the framework (404, 405, 408, 413).
 pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Probes, scrapers and OAuth clients get the plain (or JSON) answers of their endpoints.
     let path = request.uri().path();
