@@ -1,5 +1,5 @@
 //! Errors of the HTTP layer, each mapped once to one answer. Browser routes answer with a
-//! localized HTML page (rendered by `web::error_pages`); a 500 carries the request id only.
+//! localized HTML page (rendered by `http::error_pages`); a 500 carries the request id only.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -47,7 +47,7 @@ pub enum WebError {
     Internal(String),
 }
 
-/// Marks an error response whose page `web::error_pages` renders, with the message key.
+/// Marks an error response whose page `http::error_pages` renders, with the message key.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorPage(pub &'static str);
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod federation;
+pub mod http;
 pub mod i18n;
 #[cfg(test)]
 mod layers;
@@ -46,6 +47,7 @@ use crate::audit::ActivityLog;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::federation::{Discovery, Federation, UpstreamSecrets};
+use crate::http::{Pages, rate_limit::RateLimits};
 use crate::mail::Mailer;
 use crate::oidc::{CacheScope, Provider};
 use crate::ops::Metrics;
@@ -55,8 +57,6 @@ use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::Store;
 use crate::store::cache::SharedCache;
 use crate::tokens::{Keyring, SigningKeys};
-use crate::web::Pages;
-use crate::web::rate_limit::RateLimits;
 
 /// What handlers share: one `Arc`, so that the clones axum makes per request (each
 /// `from_fn_with_state` layer, each `State` extractor: dozens per request) cost one atomic
@@ -299,11 +299,11 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            web::rate_limit::limit_sign_in,
+            http::rate_limit::limit_sign_in,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            web::error_pages,
+            http::error_pages,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
+use crate::http::LoginOutcome;
 
 /// Every label value comes from a fixed set (methods) or from the router (route templates),
 /// never from the request as sent: a series is never removed, so a label that a client could
@@ -42,14 +43,6 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueStateLabels {
     state: &'static str,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum LoginOutcome {
-    Success,
-    WrongCredentials,
-    Busy,
-    Error,
 }
 
 pub struct Metrics {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{ApiError, Caller, Problem};
 use crate::AppState;
 use crate::accounts::{PasswordCheck, ProfileChange};
-use crate::web::{SESSION_COOKIE, csrf};
+use crate::http::{SESSION_COOKIE, csrf};
 
 /// Languages the pages and mails speak.
 pub const LOCALES: [&str; 3] = ["en", "es", "fr"];

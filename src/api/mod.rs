@@ -4,7 +4,7 @@
 //! access token of the OIDC provider with the scope `account:read` (reads) or
 //! `account:write` (changes), so that other services can act for the user.
 
-pub mod activity;
+mod activity;
 mod clients;
 mod domains;
 mod me;
@@ -24,11 +24,11 @@ use axum_extra::extract::CookieJar;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-pub use problem::{ApiError, Problem};
+pub use problem::ApiError;
 
 use crate::AppState;
 use crate::audit::ClientInfo;
-use crate::web::{SignedIn, client_info, csrf};
+use crate::http::{Problem, SignedIn, client_info, csrf};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -20,12 +20,9 @@ use super::provider::{
     OAuthErrorKind,
 };
 use crate::AppState;
+use crate::audit::ClientInfo;
 use crate::error::WebError;
-use crate::web::{PageContext, SignedIn};
-
-/// Longest value accepted for one parameter of the token, introspection and revocation
-/// endpoints (codes and refresh tokens are 43 characters, JWTs a few hundred).
-const MAX_PARAM_LEN: usize = 8192;
+use crate::http::{HtmlForm, PageContext, SignedIn, csp_allowing, parse_pairs};
 
 pub fn routes() -> Router<AppState> {
     // Browser apps (public clients) call these from their own origin, without cookies.
@@ -161,36 +158,6 @@ fn oauth_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Strin
     parse_pairs(body).map(|pairs| pairs.into_iter().collect::<HashMap<_, _>>())
 }
 
-fn parse_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
-    if std::str::from_utf8(bytes).is_err() {
-        return Err(OAuthError::invalid_request("the body is not UTF-8"));
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut pairs = Vec::new();
-    for (name, value) in form_urlencoded::parse(bytes) {
-        if value.contains('\u{FFFD}') || name.contains('\u{FFFD}') {
-            return Err(OAuthError::invalid_request("a parameter is not UTF-8"));
-        }
-        if value.len() > MAX_PARAM_LEN || name.len() > 64 {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {} is too long",
-                name.chars().take(64).collect::<String>()
-            )));
-        }
-        // Empty parameters are treated as omitted (RFC 6749 §3.1).
-        if value.is_empty() {
-            continue;
-        }
-        if !seen.insert(name.to_string()) {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {name} repeated"
-            )));
-        }
-        pairs.push((name.into_owned(), value.into_owned()));
-    }
-    Ok(pairs)
-}
-
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: both parts
 /// form-urlencoded) and the body.
 fn client_credentials(
@@ -232,7 +199,7 @@ fn client_credentials(
 
 async fn token(
     State(state): State<AppState>,
-    page: PageContext,
+    requester: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -240,7 +207,7 @@ async fn token(
     let result = async {
         let form = oauth_form(&headers, &body)?;
         let creds = client_credentials(&headers, &form)?;
-        state.provider.token(&form, &creds, &page.client, now).await
+        state.provider.token(&form, &creds, &requester, now).await
     }
     .await;
     match result {
@@ -272,7 +239,7 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 async fn revoke(
     State(state): State<AppState>,
-    page: PageContext,
+    requester: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -286,7 +253,7 @@ async fn revoke(
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         state
             .provider
-            .revoke(&client, token, &page.client, now)
+            .revoke(&client, token, &requester, now)
             .await?;
         Ok::<_, OAuthError>(())
     }
@@ -423,21 +390,6 @@ async fn userinfo(
 }
 
 // ----- authorization endpoint -----------------------------------------------------------
-
-/// A CSP whose `form-action` also allows the client's origin: Chrome applies form-action to
-/// the redirects that follow a form post, and the login and consent forms end at the client.
-fn csp_allowing(redirect_uri: &str) -> Option<HeaderValue> {
-    let origin = url::Url::parse(redirect_uri).ok()?.origin();
-    if !origin.is_tuple() {
-        return None;
-    }
-    HeaderValue::from_str(&format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; \
-         frame-ancestors 'none'; base-uri 'none'",
-        origin.ascii_serialization()
-    ))
-    .ok()
-}
 
 fn with_csp(mut response: Response, redirect_uri: &str) -> Response {
     if let Some(csp) = csp_allowing(redirect_uri) {
@@ -585,7 +537,7 @@ async fn consent(
     State(state): State<AppState>,
     page: PageContext,
     signed_in: SignedIn,
-    crate::web::HtmlForm(form): crate::web::HtmlForm<ConsentForm>,
+    HtmlForm(form): HtmlForm<ConsentForm>,
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let params = parse_pairs(form.request.as_bytes())
@@ -613,37 +565,4 @@ async fn consent(
         .issue_code(&request, &signed_in.session, now)
         .await?;
     Ok(Redirect::to(&url).into_response())
-}
-
-/// An authorization request a sign-in form resumes afterwards (`?next=` of the login and SSO
-/// pages): only a request that validates is accepted, so `next` is never an open redirect.
-pub struct ResumedRequest {
-    pub next: String,
-    /// The CSP that lets the form's post end at the client (its `form-action`).
-    pub csp: HeaderValue,
-    pub login_hint: Option<String>,
-    pub ui_locales: Option<String>,
-    /// What the request demands of a sign-in (passed on to Entra ID by SSO).
-    pub reauth: crate::federation::Reauthentication,
-}
-
-impl ResumedRequest {
-    pub async fn of(state: &AppState, next: &str) -> Option<Self> {
-        if !crate::web::next_path::is_local_path(next) {
-            return None;
-        }
-        let query = next.strip_prefix("/oauth2/authorize?")?;
-        let params = parse_pairs(query.as_bytes()).ok()?;
-        let request = state.provider.authorization_request(&params).await.ok()?;
-        Some(Self {
-            next: next.to_string(),
-            csp: csp_allowing(&request.redirect_uri)?,
-            reauth: crate::federation::Reauthentication {
-                prompt_login: request.wants_fresh_login(),
-                max_age: request.max_age,
-            },
-            login_hint: request.login_hint,
-            ui_locales: request.ui_locales,
-        })
-    }
 }

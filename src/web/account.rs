@@ -9,11 +9,10 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::AppState;
-use crate::api::activity::ActivityQuery;
 use crate::audit::Action;
 use crate::error::WebError;
+use crate::http::{ActivityQuery, CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::sessions::{DeviceLabel, EndedBy};
 
 /// Events shown on the page; the full, filterable log has its own page.

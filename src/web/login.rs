@@ -8,13 +8,13 @@ use axum_extra::extract::cookie::Cookie;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::next_path::refuse_malformed;
-use super::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 use crate::AppState;
 use crate::accounts::{LoginError, MAX_EMAIL_LEN};
 use crate::error::WebError;
-use crate::oidc::http::ResumedRequest;
-use crate::ops::LoginOutcome;
+use crate::http::next_path::refuse_malformed;
+use crate::http::{
+    HtmlForm, LoginOutcome, PageContext, ResumedRequest, SESSION_COOKIE, SignedIn, csrf,
+};
 use crate::sessions::SignInMethod;
 
 pub async fn root(signed_in: Result<SignedIn, WebError>) -> Redirect {

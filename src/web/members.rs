@@ -7,9 +7,9 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::AppState;
 use crate::error::WebError;
+use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 
 #[derive(Deserialize)]
 pub struct Notice {

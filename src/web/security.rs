@@ -6,10 +6,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{HtmlForm, PageContext, SignedIn};
 use crate::AppState;
 use crate::accounts::{SecurityError, SecuritySettings};
 use crate::error::WebError;
+use crate::http::{HtmlForm, PageContext, SignedIn};
 
 #[derive(Deserialize)]
 pub struct Saved {

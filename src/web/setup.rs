@@ -6,10 +6,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
 use crate::AppState;
 use crate::accounts::{AccountError, EmailProblem, PasswordProblem, SetupError};
 use crate::error::WebError;
+use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
 use crate::sessions::SignInMethod;
 
 #[derive(Deserialize)]

@@ -8,18 +8,17 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::next_path::refuse_malformed;
-use super::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
 use crate::AppState;
 use crate::accounts::{HashError, LoginError, MAX_EMAIL_LEN, User};
 use crate::error::WebError;
 use crate::federation::{BeginError, Callback, Finished, LinkError, Refusal};
-use crate::ops::LoginOutcome;
+use crate::http::next_path::refuse_malformed;
+use crate::http::{HtmlForm, LoginOutcome, PageContext, ResumedRequest, SESSION_COOKIE, csrf};
 
 /// An authorization request of a relying app to resume after signing in, and the CSP that
 /// lets a form of ours end at that app; `None` unless `next` is a valid request.
 async fn resume(state: &AppState, next: &str) -> Option<(String, HeaderValue)> {
-    crate::oidc::http::ResumedRequest::of(state, next)
+    ResumedRequest::of(state, next)
         .await
         .map(|r| (r.next, r.csp))
 }
@@ -126,7 +125,7 @@ pub async fn begin(
     let email = form.email.trim().to_string();
     // Before the flow (which keeps `next`) is written.
     refuse_malformed(&form.next)?;
-    let resumed = crate::oidc::http::ResumedRequest::of(&state, &form.next).await;
+    let resumed = ResumedRequest::of(&state, &form.next).await;
     let reauth = resumed.as_ref().map(|r| r.reauth).unwrap_or_default();
     let next = resumed.map(|r| r.next);
     let next = next.as_deref();

@@ -9,9 +9,10 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CsrfOnly, HtmlForm, PageContext, SignedIn, Translator};
+use super::Translator;
 use crate::AppState;
 use crate::error::WebError;
+use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::orgs::{DomainEditor, DomainError, OrgRole, SsoEditor, SsoSettings, SsoSettingsError};
 
 #[derive(Deserialize)]

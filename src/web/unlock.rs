@@ -6,10 +6,10 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{HtmlForm, PageContext};
 use crate::AppState;
 use crate::accounts::{MAX_EMAIL_LEN, UnlockError};
 use crate::error::WebError;
+use crate::http::{HtmlForm, PageContext};
 
 pub async fn form(State(state): State<AppState>, page: PageContext) -> Result<Response, WebError> {
     let (jar, csrf) = page.csrf_token(&state, "");

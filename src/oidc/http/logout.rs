@@ -13,7 +13,7 @@ use minijinja::context;
 use super::{parse_pairs, request_params, with_csp};
 use crate::AppState;
 use crate::error::WebError;
-use crate::web::{PageContext, SignedIn};
+use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, SignedIn, csrf};
 
 pub(super) async fn logout(
     State(state): State<AppState>,
@@ -70,7 +70,7 @@ pub(super) async fn logout_confirm(
     State(state): State<AppState>,
     page: PageContext,
     signed_in: SignedIn,
-    crate::web::HtmlForm(form): crate::web::HtmlForm<LogoutConfirmForm>,
+    HtmlForm(form): HtmlForm<LogoutConfirmForm>,
 ) -> Result<Response, WebError> {
     page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
     let params: HashMap<String, String> = parse_pairs(form.request.as_bytes())
@@ -98,11 +98,8 @@ async fn end_and_leave(
     state.backchannel.notify_one();
     let https = state.config.is_https();
     let jar = page.jar.clone().remove(
-        axum_extra::extract::cookie::Cookie::build(crate::web::csrf::cookie_name(
-            crate::web::SESSION_COOKIE,
-            https,
-        ))
-        .path("/"),
+        axum_extra::extract::cookie::Cookie::build(csrf::cookie_name(SESSION_COOKIE, https))
+            .path("/"),
     );
     let page = PageContext { jar, ..page };
     signed_out(state, page, redirect)

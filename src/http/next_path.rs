@@ -1,6 +1,6 @@
 //! `next`: where a sign-in form goes once the user is signed in. Only a plain path of ours is
 //! ever taken (and, in practice, only an authorization request that validates, see
-//! `oidc::http::ResumedRequest`): a malformed one is refused with 400 before anything is
+//! `http::ResumedRequest`): a malformed one is refused with 400 before anything is
 //! written, never found out when the redirect after the new session fails.
 
 use crate::error::WebError;

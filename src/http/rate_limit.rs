@@ -1,5 +1,5 @@
 //! Per-client limits on the sign-in forms, per-account and per-client limits on the password
-//! re-checks of signed-in users, and who the client is behind a trusted proxy. A
+//! re-checks of signed-in users (who the client is behind a trusted proxy: `client.rs`). A
 //! client is its network: an IPv4 address (`rate_limit.ipv4_prefix_len`, 32) or an IPv6 /64
 //! (`rate_limit.ipv6_prefix_len`), since one host commonly holds a whole /64 and could
 //! otherwise take a fresh budget per address. With Redis the counters are shared by every
@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
@@ -215,27 +215,6 @@ impl<K: Hash + Eq + Copy> ClientTable<K> {
     }
 }
 
-/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
-/// address of `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer)
-}
-
 /// Middleware: 429 with `Retry-After` for sign-in posts over the client's limit.
 pub async fn limit_sign_in(
     State(state): State<AppState>,
@@ -257,19 +236,6 @@ pub async fn limit_sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
-        assert_eq!(client_ip(proxy, &headers, &[]), proxy, "untrusted: ignored");
-        assert_eq!(
-            client_ip(proxy, &headers, &[proxy]),
-            "203.0.113.9".parse::<IpAddr>().unwrap(),
-            "the rightmost hop the proxy saw, not what the client claims first"
-        );
-    }
 
     #[tokio::test]
     async fn over_the_burst_is_refused_with_a_wait() {
