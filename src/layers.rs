@@ -2,7 +2,12 @@
 //! names an HTTP adapter, and the adapters never name one another (they share the kit,
 //! `http`). A test over the source, so that a new feature that reaches from a service into
 //! `web`, `api`, `ops`, the kit, the HTTP error type or the OIDC endpoints, or from one
-//! adapter into another, fails CI.
+//! adapter into another, fails CI. A third test proves that the modules form no circle:
+//! the graph of `crate::…` mentions between the top-level modules of `src/` (with
+//! `oidc/http.rs` and `oidc/http/` as a node of their own, an adapter inside a service's
+//! folder) has no cycle; `lib.rs`, `main.rs` and this file wire everything and are left out.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Modules (top-level, or a file under one) that speak HTTP.
 const ADAPTERS: [&str; 7] = [
@@ -130,5 +135,126 @@ fn adapters_never_name_one_another() {
         breaches.is_empty(),
         "adapters must not depend on one another (share through `http`):\n{}",
         breaches.join("\n")
+    );
+}
+
+/// The modules that wire the others, left out of the circle check.
+const WIRING: [&str; 3] = ["lib", "main", "layers"];
+
+/// Every source file: its path relative to `src/` (with `/`) and its code lines (comments cut).
+fn sources() -> Vec<(String, Vec<String>)> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() > 50, "the source tree was not found at {src:?}");
+    files
+        .into_iter()
+        .map(|file| {
+            let relative = file
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text
+                .lines()
+                .map(|line| line.split("//").next().unwrap_or("").to_string())
+                .collect();
+            (relative, code)
+        })
+        .collect()
+}
+
+/// The node a file belongs to: its top-level module, but `oidc::http` for the endpoints.
+fn node_of(relative: &str) -> String {
+    if relative == "oidc/http.rs" || relative.starts_with("oidc/http/") {
+        return "oidc::http".into();
+    }
+    relative
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".rs")
+        .to_string()
+}
+
+/// The modules a line of code names: `crate::x` (and `crate::oidc::http`).
+fn named_modules(code: &str) -> Vec<String> {
+    let mut named = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let module: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if module.is_empty() {
+            continue; // `crate::AppState` and other items of lib.rs
+        }
+        if module == "oidc" && rest.starts_with("oidc::http") {
+            named.push("oidc::http".into());
+        } else {
+            named.push(module);
+        }
+    }
+    named
+}
+
+#[test]
+fn modules_form_no_circle() {
+    // Who names whom, and where (the first place, to point at).
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (relative, code) in sources() {
+        let from = node_of(&relative);
+        if WIRING.contains(&from.as_str()) {
+            continue;
+        }
+        let edges = graph.entry(from.clone()).or_default();
+        for (n, line) in code.iter().enumerate() {
+            for to in named_modules(line) {
+                if to != from && !WIRING.contains(&to.as_str()) {
+                    edges
+                        .entry(to)
+                        .or_insert_with(|| format!("src/{relative}:{}", n + 1));
+                }
+            }
+        }
+    }
+    // Depth-first search; a grey node met again closes a circle.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        circles: &mut Vec<String>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        if let Some(start) = path.iter().position(|n| n == node) {
+            let mut circle: Vec<String> = path[start..].to_vec();
+            circle.push(node.to_string());
+            let places: Vec<String> = circle
+                .windows(2)
+                .map(|w| format!("  {} -> {} ({})", w[0], w[1], graph[&w[0]][&w[1]]))
+                .collect();
+            circles.push(places.join("\n"));
+            return;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flat_map(|e| e.keys()) {
+            visit(next, graph, path, done, circles);
+        }
+        path.pop();
+        done.insert(node.to_string());
+    }
+    let mut circles = Vec::new();
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        visit(node, &graph, &mut Vec::new(), &mut done, &mut circles);
+    }
+    assert!(
+        circles.is_empty(),
+        "modules must not form a circle (DESIGN: data flows one way):\n{}",
+        circles.join("\n\n")
     );
 }
