@@ -3,7 +3,7 @@
 //! the sum of one trait per concept, each in its own file with its SQL written once for both
 //! backends: accounts, sessions, activity, organizations, the mail outbox, SSO, domains, OIDC.
 
-mod account;
+pub mod account;
 mod activity;
 pub mod cache;
 mod consents;

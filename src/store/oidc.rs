@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::User;
 use super::sql::USER_COLUMNS;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::User;
 use crate::oidc::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, GrantState,
     IssueRecord, NewRefreshToken, RefreshUse, SessionMethod, SessionTimes,

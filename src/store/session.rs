@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::User;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::User;
 use crate::audit::ActivityEvent;
 use crate::mail::NewMail;
 use crate::sessions::{NewSession, Session};

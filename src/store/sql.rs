@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
+use super::account::{NewUser, User};
 use super::{Backend, Store, StoreError};
-use crate::accounts::{NewUser, User};
 use crate::audit::ActivityEvent;
 use crate::mail::NewMail;
 

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::{NewUser, User};
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::{NewUser, User};
 use crate::audit::ActivityEvent;
 use crate::federation::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
 use crate::orgs::{Membership, Organization, SsoConnection};
