@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::activity::ActivityEvent;
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user, email_key};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
 use crate::mail::NewMail;
 use crate::tokens::TokenDigest;
 

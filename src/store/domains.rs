@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::activity::ActivityEvent;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
 use crate::orgs::{DomainProof, OrgDomain};
 
 #[async_trait]

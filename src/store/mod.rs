@@ -4,7 +4,7 @@
 //! backends: accounts, sessions, activity, organizations, the mail outbox, SSO, domains, OIDC.
 
 pub mod account;
-mod activity;
+pub mod activity;
 pub mod cache;
 mod consents;
 mod domains;

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::account::User;
+use super::activity::ActivityEvent;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
 use crate::mail::NewMail;
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;

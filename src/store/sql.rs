@@ -9,8 +9,8 @@ use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
 use super::account::{NewUser, User};
+use super::activity::ActivityEvent;
 use super::{Backend, Store, StoreError};
-use crate::audit::ActivityEvent;
 use crate::mail::NewMail;
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \

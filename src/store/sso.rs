@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::account::{NewUser, User};
+use super::activity::ActivityEvent;
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
 use crate::federation::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
 use crate::orgs::{Membership, Organization, SsoConnection};
 use crate::tokens::TokenDigest;
