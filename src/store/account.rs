@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user, email_key};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::mail::NewMail;
 use crate::tokens::TokenDigest;
 
 // The records: what the store reads and writes for an account, re-exported by `accounts`.

@@ -7,9 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::outbox::NewMail;
 use super::sql::{INSERT_EVENT, bind_event};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::mail::NewMail;
 
 // The records: what the store reads and writes for the activity log, re-exported by `audit`.
 

@@ -12,7 +12,7 @@ pub mod files;
 mod logouts;
 mod oidc;
 mod organization;
-mod outbox;
+pub mod outbox;
 mod session;
 mod sql;
 mod sso;

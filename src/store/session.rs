@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::account::User;
 use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::mail::NewMail;
 use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
 

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::account::{NewUser, User};
 use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::{Backend, Store, StoreError};
-use crate::mail::NewMail;
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
