@@ -13,7 +13,7 @@ mod logouts;
 mod oidc;
 mod organization;
 pub mod outbox;
-mod session;
+pub mod session;
 mod sql;
 mod sso;
 
