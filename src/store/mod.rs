@@ -7,15 +7,15 @@ pub mod account;
 pub mod activity;
 pub mod cache;
 mod consents;
-mod domains;
+pub mod domains;
 pub mod files;
 mod logouts;
 mod oidc;
-mod organization;
+pub mod organization;
 pub mod outbox;
 pub mod session;
 mod sql;
-mod sso;
+pub mod sso;
 
 use std::str::FromStr;
 use std::sync::Arc;

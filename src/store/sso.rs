@@ -7,11 +7,36 @@ use uuid::Uuid;
 
 use super::account::{NewUser, User};
 use super::activity::ActivityEvent;
+use super::organization::{Membership, OrgRole, Organization};
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user};
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::federation::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
-use crate::orgs::{Membership, Organization, SsoConnection};
 use crate::tokens::TokenDigest;
+
+// The record: what the store reads and writes for an SSO connection, re-exported by `orgs`.
+
+#[derive(Debug, Clone)]
+pub struct SsoConnection {
+    pub org_id: Uuid,
+    /// The Entra tenant id: a GUID, lower-case.
+    pub tenant_id: String,
+    /// The application (client) id registered in that tenant.
+    pub client_id: String,
+    pub client_secret_enc: Vec<u8>,
+    /// Base URL without a trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// A new account (and membership) at the first sign-in of an unknown identity.
+    pub provision: bool,
+    pub default_role: OrgRole,
+    /// Password sign-in is refused for the organization's members at its verified domains.
+    pub enforce_sso: bool,
+    /// The organization's domains, lower-case, sorted, verified or not.
+    pub domains: Vec<String>,
+    /// Those of `domains` the organization proved it owns: the only ones that route.
+    pub verified_domains: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
 
 #[async_trait]
 pub trait SsoStore: Send + Sync {
