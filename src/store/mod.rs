@@ -6,11 +6,11 @@
 pub mod account;
 pub mod activity;
 pub mod cache;
-mod consents;
+pub mod consents;
 pub mod domains;
 pub mod files;
-mod logouts;
-mod oidc;
+pub mod logouts;
+pub mod oidc;
 pub mod organization;
 pub mod outbox;
 pub mod session;
