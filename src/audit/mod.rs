@@ -1,11 +1,14 @@
 //! Activity events: what happened to an account, when, from where. Never secrets.
-//! Recorded by the services that act; read back page by page, newest first.
+//! Recorded by the services that act; read back page by page, newest first. Where a request
+//! came from is a `ClientInfo`, shown as the `DeviceLabel` its User-Agent names.
 
+mod device;
 mod query;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use device::DeviceLabel;
 pub use query::{ActivityLog, ActivityPage, MAX_PAGE, csv_cell};
 
 pub use crate::store::activity::{ActivityCursor, ActivityEvent, ActivityFilter};

@@ -1,8 +1,6 @@
 //! Browser sessions: started at sign-in, found by the digest of their cookie, listed for
 //! their owner, ended by logout, by the owner from another device, or by expiry.
 
-mod device;
-
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -13,7 +11,9 @@ use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 use crate::tokens::OpaqueToken;
 
-pub use device::DeviceLabel;
+// The device label lives in audit, beside `ClientInfo`, so that mail (below sessions) can
+// use it without a circle.
+pub use crate::audit::DeviceLabel;
 
 // The session records live with the store that reads and writes them.
 pub use crate::store::session::{NewSession, Session, SignInMethod};
