@@ -296,30 +296,4 @@ mod service {
 
 pub use service::{SecurityError, UnlockError};
 
-/// A user's security settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecuritySettings {
-    pub lockout_threshold: i32,
-    pub notify_on_success: bool,
-    pub notify_on_failure: bool,
-}
-
-impl SecuritySettings {
-    pub fn of(user: &super::User) -> Self {
-        Self {
-            lockout_threshold: user.lockout_threshold,
-            notify_on_success: user.notify_on_success,
-            notify_on_failure: user.notify_on_failure,
-        }
-    }
-}
-
-/// A stored unlock link (only its digest).
-#[derive(Debug, Clone)]
-pub struct UnlockToken {
-    pub digest: crate::tokens::TokenDigest,
-    pub user_id: uuid::Uuid,
-    pub created_at: time::OffsetDateTime,
-    pub expires_at: time::OffsetDateTime,
-    pub used_at: Option<time::OffsetDateTime>,
-}
+pub use crate::store::account::{SecuritySettings, UnlockToken};

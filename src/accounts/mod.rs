@@ -18,38 +18,12 @@ pub use lockout::{
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
+// The account records live with the store that reads and writes them.
+pub use crate::store::account::{NewUser, User};
+
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::mail::NewMail;
 use crate::store::{Store, StoreError};
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct User {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub password_hash: Option<String>,
-    pub is_admin: bool,
-    pub locale: Option<String>,
-    pub failed_attempts: i32,
-    pub locked_at: Option<OffsetDateTime>,
-    pub lockout_threshold: i32,
-    pub notify_on_success: bool,
-    pub notify_on_failure: bool,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
-/// A user about to be written; built by [`Accounts`] after the rules have passed.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub password_hash: Option<String>,
-    pub is_admin: bool,
-    pub lockout_threshold: i32,
-    pub created_at: OffsetDateTime,
-}
 
 /// Failure alerts to one account: at most one per this period (an attacker guessing
 /// passwords must not flood the owner's mailbox).

@@ -8,16 +8,9 @@ use time::OffsetDateTime;
 use super::{AccountError, Accounts, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
-use crate::tokens::{OpaqueToken, TokenDigest};
+use crate::tokens::OpaqueToken;
 
-/// A stored setup link (only its digest).
-#[derive(Debug, Clone)]
-pub struct SetupToken {
-    pub digest: TokenDigest,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub used_at: Option<OffsetDateTime>,
-}
+pub use crate::store::account::SetupToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -1,12 +1,17 @@
 //! Activity events: what happened to an account, when, from where. Never secrets.
-//! Recorded by the services that act; read back page by page, newest first.
+//! Recorded by the services that act; read back page by page, newest first. Where a request
+//! came from is a `ClientInfo`, shown as the `DeviceLabel` its User-Agent names.
 
+mod device;
 mod query;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use query::{ActivityCursor, ActivityFilter, ActivityLog, ActivityPage, MAX_PAGE, csv_cell};
+pub use device::DeviceLabel;
+pub use query::{ActivityLog, ActivityPage, MAX_PAGE, csv_cell};
+
+pub use crate::store::activity::{ActivityCursor, ActivityEvent, ActivityFilter};
 
 /// Where a request came from, as recorded in events and sessions.
 #[derive(Debug, Clone, Default)]
@@ -109,20 +114,7 @@ impl Action {
 /// Gotthard itself, as opposed to a relying application.
 pub const PRODUCT_ACCOUNT: &str = "account";
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ActivityEvent {
-    pub id: Uuid,
-    pub user_id: Option<Uuid>,
-    pub actor_id: Option<Uuid>,
-    pub action: String,
-    pub product: String,
-    pub ip: String,
-    pub user_agent: String,
-    /// A small JSON object.
-    pub details: String,
-    pub created_at: OffsetDateTime,
-}
-
+// The record lives with the store that writes it; it is built here, where actions are named.
 impl ActivityEvent {
     /// The record that an alert mail was queued for the user.
     pub fn alert_sent(user_id: Uuid, kind: &str, client: &ClientInfo, now: OffsetDateTime) -> Self {

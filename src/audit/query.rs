@@ -3,59 +3,14 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ActivityEvent;
+use super::{ActivityCursor, ActivityEvent, ActivityFilter};
 use crate::store::{Store, StoreError};
 
 /// Largest page; also the default of the API.
 pub const MAX_PAGE: i64 = 200;
-
-/// What to narrow the log to; every filter is optional and they combine.
-#[derive(Debug, Clone, Default)]
-pub struct ActivityFilter {
-    /// Inclusive.
-    pub from: Option<OffsetDateTime>,
-    /// Exclusive.
-    pub to: Option<OffsetDateTime>,
-    pub product: Option<String>,
-    pub action: Option<String>,
-}
-
-/// The position after the last event of a page: its time and id. Events added later sort
-/// before it (newer), so paging on never repeats or skips one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActivityCursor {
-    pub at: OffsetDateTime,
-    pub id: Uuid,
-}
-
-impl ActivityCursor {
-    pub fn after(event: &ActivityEvent) -> Self {
-        Self {
-            at: event.created_at,
-            id: event.id,
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.at.unix_timestamp(), self.id.simple()))
-    }
-
-    /// `None` for anything that is not a cursor we made.
-    pub fn decode(value: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        let (at, id) = text.split_once('.')?;
-        Some(Self {
-            at: OffsetDateTime::from_unix_timestamp(at.parse().ok()?).ok()?,
-            id: Uuid::parse_str(id).ok()?,
-        })
-    }
-}
 
 pub struct ActivityPage {
     pub events: Vec<ActivityEvent>,
@@ -151,17 +106,6 @@ pub fn csv_cell(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let cursor = ActivityCursor {
-            at: OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap(),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(ActivityCursor::decode(&cursor.encode()), Some(cursor));
-        assert_eq!(ActivityCursor::decode("garbage"), None);
-        assert_eq!(ActivityCursor::decode(""), None);
-    }
 
     #[test]
     fn csv_cells_are_quoted_and_formulas_defused() {

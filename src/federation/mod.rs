@@ -19,6 +19,9 @@ pub use crate::tokens::{SecretUnreadable, UpstreamSecrets};
 pub use entra::{Discovery, EntraClaims, LEEWAY};
 pub use link::{LinkError, OperatorLinkError};
 
+// The SSO records live with the store that reads and writes them.
+pub use crate::store::sso::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
+
 use crate::accounts::{Accounts, User};
 use crate::orgs::{SsoConnection, SsoConnections};
 use crate::store::{Store, StoreError};
@@ -31,33 +34,7 @@ pub const LINK_TTL: time::Duration = time::Duration::minutes(10);
 /// Where Entra ID sends the browser back: `{issuer}` + this path.
 pub const CALLBACK_PATH: &str = "/login/sso/callback";
 
-/// The state of a sign-in on its way through Entra ID (stored; single-use).
-#[derive(Debug, Clone)]
-pub struct SsoFlow {
-    pub state: TokenDigest,
-    pub org_id: Uuid,
-    /// Digest of the CSRF cookie of the browser that began it: the answer must come back to
-    /// the same browser (no login CSRF with someone else's callback URL).
-    pub browser: TokenDigest,
-    pub nonce: String,
-    /// The authorization request (of a relying app) to resume once signed in.
-    pub next: Option<String>,
-    /// What that app asked of the sign-in, passed on to Entra ID and checked on return.
-    pub reauth: Reauthentication,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-}
-
-/// A relying app's demand for a recent sign-in (`prompt=login`, `max_age`), passed on to
-/// Entra ID. What comes back is checked: Entra's `auth_time` must be after the sign-in began
-/// (`prompt=login`) and within `max_age` — required with `max_age` (OIDC Core §3.1.2.1),
-/// checked when present with `prompt=login` alone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reauthentication {
-    pub prompt_login: bool,
-    pub max_age: Option<i64>,
-}
-
+// The record lives with the store (it is part of a flow's state); the check is federation's.
 impl Reauthentication {
     /// Whether Entra's `auth_time` (Unix seconds, `None` when absent) satisfies the demand
     /// of a sign-in that began at `began`, checked at `now`.
@@ -81,30 +58,6 @@ impl Reauthentication {
             (Some(earliest), Some(t)) => t >= earliest.unix_timestamp(),
         }
     }
-}
-
-/// An Entra identity linked to an account.
-#[derive(Debug, Clone)]
-pub struct FederatedIdentity {
-    pub tenant_id: String,
-    pub object_id: String,
-    pub user_id: Uuid,
-    pub org_id: Uuid,
-    pub created_at: OffsetDateTime,
-}
-
-/// An identity waiting for the owner of an existing account to confirm with its password.
-#[derive(Debug, Clone)]
-pub struct PendingLink {
-    pub token: TokenDigest,
-    pub browser: TokenDigest,
-    pub tenant_id: String,
-    pub object_id: String,
-    pub user_id: Uuid,
-    pub org_id: Uuid,
-    pub next: Option<String>,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
 }
 
 /// Why a sign-in cannot begin.

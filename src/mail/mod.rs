@@ -11,36 +11,16 @@ use anyhow::Context;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 pub use templates::{
     account_locked, account_unlocked, login_failed, login_succeeded, password_changed, unlock_link,
 };
 
+// The outbox records live with the store that reads and writes them.
+pub use crate::store::outbox::{NewMail, OutboxMail};
+
 use crate::config::Config;
 use crate::store::{Store, StoreError, files};
-
-/// A mail about to be queued.
-#[derive(Debug, Clone)]
-pub struct NewMail {
-    pub id: Uuid,
-    pub recipient: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: Option<String>,
-    pub created_at: OffsetDateTime,
-}
-
-/// A queued mail, claimed for delivery.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OutboxMail {
-    pub id: Uuid,
-    pub recipient: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: Option<String>,
-    pub attempts: i32,
-}
 
 enum Transport {
     Folder(PathBuf),

@@ -8,10 +8,9 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::NewMail;
-use crate::accounts::User;
-use crate::audit::ClientInfo;
+use crate::audit::{ClientInfo, DeviceLabel};
 use crate::i18n::I18n;
-use crate::sessions::DeviceLabel;
+use crate::store::account::User;
 
 /// "Your password was changed", with when, from where, and the link to the sessions page.
 pub fn password_changed(

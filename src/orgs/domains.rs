@@ -18,6 +18,8 @@ use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
 use crate::tokens::OpaqueToken;
 
+pub use crate::store::domains::{DomainProof, OrgDomain};
+
 /// Most domains one organization lists.
 pub const MAX_DOMAINS: usize = 50;
 /// The prefix of the TXT value: `gotthard-domain-verification=<token>`.
@@ -33,51 +35,6 @@ static PUBLIC_MAIL_DOMAINS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect()
 });
-
-/// How a domain was proven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomainProof {
-    /// The TXT record, checked by the server (and re-checked).
-    Dns,
-    /// An operator vouched for it at the command line (never re-checked).
-    Operator,
-}
-
-impl DomainProof {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DomainProof::Dns => "dns",
-            DomainProof::Operator => "operator",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "dns" => Some(DomainProof::Dns),
-            "operator" => Some(DomainProof::Operator),
-            _ => None,
-        }
-    }
-}
-
-/// A domain an organization lists.
-#[derive(Debug, Clone)]
-pub struct OrgDomain {
-    pub org_id: Uuid,
-    pub domain: String,
-    /// When and how it was proven; `None` while unverified.
-    pub verified: Option<(OffsetDateTime, DomainProof)>,
-    pub last_checked_at: Option<OffsetDateTime>,
-    /// DNS answers in a row without the record (re-checks of a verified domain).
-    pub missing_checks: i32,
-    pub created_at: OffsetDateTime,
-}
-
-impl OrgDomain {
-    pub fn is_verified(&self) -> bool {
-        self.verified.is_some()
-    }
-}
 
 /// What to publish to verify a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,6 @@ mod dns;
 mod domains;
 mod sso;
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -24,71 +23,8 @@ pub use sso::{
     SsoSettings, SsoSettingsError, domain_of,
 };
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Organization {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrgRole {
-    LegalRepresentative,
-    Admin,
-    Member,
-}
-
-impl OrgRole {
-    /// Legal representative above administrator above member.
-    pub fn rank(self) -> u8 {
-        match self {
-            OrgRole::LegalRepresentative => 2,
-            OrgRole::Admin => 1,
-            OrgRole::Member => 0,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrgRole::LegalRepresentative => "legal-representative",
-            OrgRole::Admin => "admin",
-            OrgRole::Member => "member",
-        }
-    }
-}
-
-impl FromStr for OrgRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "legal-representative" => Ok(OrgRole::LegalRepresentative),
-            "admin" => Ok(OrgRole::Admin),
-            "member" => Ok(OrgRole::Member),
-            other => Err(format!(
-                "unknown role `{other}` (legal-representative, admin or member)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Membership {
-    pub org_id: Uuid,
-    pub user_id: Uuid,
-    pub role: OrgRole,
-    pub created_at: OffsetDateTime,
-}
-
-/// A user as listed among an organization's members.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub user_id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub role: OrgRole,
-    /// Locked after too many wrong passwords.
-    pub locked: bool,
-}
+// The organization records live with the store that reads and writes them.
+pub use crate::store::organization::{Member, Membership, OrgRole, Organization};
 
 pub const MAX_ORG_NAME_CHARS: usize = 200;
 

@@ -14,6 +14,8 @@ use crate::outbound::AllowedHosts;
 use crate::store::{Store, StoreError};
 use crate::tokens::{SecretUnreadable, UpstreamSecrets};
 
+pub use crate::store::sso::SsoConnection;
+
 /// Entra ID's public cloud; national clouds (and tests) set another authority.
 pub const PUBLIC_CLOUD: &str = "https://login.microsoftonline.com";
 
@@ -60,29 +62,7 @@ impl SsoEditor {
 /// Longest client secret accepted (Entra's are 40 characters).
 pub const MAX_SECRET_LEN: usize = 1024;
 
-#[derive(Debug, Clone)]
-pub struct SsoConnection {
-    pub org_id: Uuid,
-    /// The Entra tenant id: a GUID, lower-case.
-    pub tenant_id: String,
-    /// The application (client) id registered in that tenant.
-    pub client_id: String,
-    pub client_secret_enc: Vec<u8>,
-    /// Base URL without a trailing slash, e.g. `https://login.microsoftonline.com`.
-    pub authority: String,
-    /// A new account (and membership) at the first sign-in of an unknown identity.
-    pub provision: bool,
-    pub default_role: OrgRole,
-    /// Password sign-in is refused for the organization's members at its verified domains.
-    pub enforce_sso: bool,
-    /// The organization's domains, lower-case, sorted, verified or not.
-    pub domains: Vec<String>,
-    /// Those of `domains` the organization proved it owns: the only ones that route.
-    pub verified_domains: Vec<String>,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
+// The record lives with the store that reads and writes it; what it means is decided here.
 impl SsoConnection {
     /// The issuer Entra ID puts in this tenant's tokens (v2.0 endpoint).
     pub fn issuer(&self) -> String {

@@ -1,8 +1,6 @@
 //! Browser sessions: started at sign-in, found by the digest of their cookie, listed for
 //! their owner, ended by logout, by the owner from another device, or by expiry.
 
-mod device;
-
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -11,49 +9,14 @@ use uuid::Uuid;
 use crate::accounts::{MailContext, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
-use crate::tokens::{OpaqueToken, TokenDigest};
+use crate::tokens::OpaqueToken;
 
-pub use device::DeviceLabel;
+// The device label lives in audit, beside `ClientInfo`, so that mail (below sessions) can
+// use it without a circle.
+pub use crate::audit::DeviceLabel;
 
-/// How the user signed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignInMethod {
-    Password,
-    Sso,
-}
-
-impl SignInMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignInMethod::Password => "password",
-            SignInMethod::Sso => "sso",
-        }
-    }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Session {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub method: String,
-    pub sso_org_id: Option<Uuid>,
-    pub ip: String,
-    pub user_agent: String,
-    pub created_at: OffsetDateTime,
-    pub last_seen_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub token_digest: TokenDigest,
-    pub method: SignInMethod,
-    pub sso_org_id: Option<Uuid>,
-    pub ip: String,
-    pub user_agent: String,
-    pub created_at: OffsetDateTime,
-}
+// The session records live with the store that reads and writes them.
+pub use crate::store::session::{NewSession, Session, SignInMethod};
 
 /// How long sessions live; a pure decision over a session and the time.
 #[derive(Debug, Clone, Copy)]

@@ -6,12 +6,79 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user, email_key};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::{NewUser, SecuritySettings, SetupToken, UnlockToken, User};
-use crate::audit::ActivityEvent;
-use crate::mail::NewMail;
 use crate::tokens::TokenDigest;
+
+// The records: what the store reads and writes for an account, re-exported by `accounts`.
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub locale: Option<String>,
+    pub failed_attempts: i32,
+    pub locked_at: Option<OffsetDateTime>,
+    pub lockout_threshold: i32,
+    pub notify_on_success: bool,
+    pub notify_on_failure: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user about to be written; built by `Accounts` after the rules have passed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub lockout_threshold: i32,
+    pub created_at: OffsetDateTime,
+}
+
+/// A user's security settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecuritySettings {
+    pub lockout_threshold: i32,
+    pub notify_on_success: bool,
+    pub notify_on_failure: bool,
+}
+
+impl SecuritySettings {
+    pub fn of(user: &User) -> Self {
+        Self {
+            lockout_threshold: user.lockout_threshold,
+            notify_on_success: user.notify_on_success,
+            notify_on_failure: user.notify_on_failure,
+        }
+    }
+}
+
+/// A stored unlock link (only its digest).
+#[derive(Debug, Clone)]
+pub struct UnlockToken {
+    pub digest: TokenDigest,
+    pub user_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A stored setup link (only its digest).
+#[derive(Debug, Clone)]
+pub struct SetupToken {
+    pub digest: TokenDigest,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
 
 /// Users and what they change about their own account.
 #[async_trait]

@@ -5,9 +5,21 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::activity::ActivityEvent;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
-use crate::oidc::Consent;
+
+// The record: what the store reads for a consent, re-exported by `oidc`.
+
+/// A remembered consent, with the client's name for the account pages.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {

@@ -5,9 +5,55 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::activity::ActivityEvent;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::audit::ActivityEvent;
-use crate::orgs::{DomainProof, OrgDomain};
+
+// The records: what the store reads and writes for domains, re-exported by `orgs`.
+
+/// How a domain was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainProof {
+    /// The TXT record, checked by the server (and re-checked).
+    Dns,
+    /// An operator vouched for it at the command line (never re-checked).
+    Operator,
+}
+
+impl DomainProof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainProof::Dns => "dns",
+            DomainProof::Operator => "operator",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "dns" => Some(DomainProof::Dns),
+            "operator" => Some(DomainProof::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// A domain an organization lists.
+#[derive(Debug, Clone)]
+pub struct OrgDomain {
+    pub org_id: Uuid,
+    pub domain: String,
+    /// When and how it was proven; `None` while unverified.
+    pub verified: Option<(OffsetDateTime, DomainProof)>,
+    pub last_checked_at: Option<OffsetDateTime>,
+    /// DNS answers in a row without the record (re-checks of a verified domain).
+    pub missing_checks: i32,
+    pub created_at: OffsetDateTime,
+}
+
+impl OrgDomain {
+    pub fn is_verified(&self) -> bool {
+        self.verified.is_some()
+    }
+}
 
 #[async_trait]
 pub trait DomainStore: Send + Sync {

@@ -7,8 +7,31 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::oidc::{LogoutCounts, QueuedLogout};
 use crate::tokens::SigningAlg;
+
+// The records: what the store reads for the back-channel logout outbox, re-exported by `oidc`.
+
+/// A back-channel logout due to be sent.
+#[derive(Debug, Clone)]
+pub struct QueuedLogout {
+    pub id: Uuid,
+    pub client_id: String,
+    pub uri: String,
+    pub id_token_alg: SigningAlg,
+    pub subject: String,
+    pub session_id: String,
+    pub attempts: i32,
+}
+
+/// The back-channel logout queue, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogoutCounts {
+    /// Waiting to be sent (or being sent).
+    pub queued: i64,
+    /// Dead-lettered after the last attempt; kept for
+    /// [`DEAD_LOGOUT_RETENTION`](super::oidc::DEAD_LOGOUT_RETENTION).
+    pub dead: i64,
+}
 
 #[async_trait]
 pub trait LogoutStore: Send + Sync {

@@ -3,19 +3,19 @@
 //! the sum of one trait per concept, each in its own file with its SQL written once for both
 //! backends: accounts, sessions, activity, organizations, the mail outbox, SSO, domains, OIDC.
 
-mod account;
-mod activity;
+pub mod account;
+pub mod activity;
 pub mod cache;
-mod consents;
-mod domains;
+pub mod consents;
+pub mod domains;
 pub mod files;
-mod logouts;
-mod oidc;
-mod organization;
-mod outbox;
-mod session;
+pub mod logouts;
+pub mod oidc;
+pub mod organization;
+pub mod outbox;
+pub mod session;
 mod sql;
-mod sso;
+pub mod sso;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,4 +1,7 @@
-//! The OIDC provider's persistence, written once for both backends like `sql.rs`.
+//! The OIDC provider's persistence, written once for both backends like `sql.rs`; its
+//! records are in `oidc/records.rs`.
+
+mod records;
 
 use std::sync::LazyLock;
 
@@ -6,14 +9,18 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::User;
 use super::sql::USER_COLUMNS;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::User;
-use crate::oidc::{
+use crate::tokens::{SigningAlg, TokenDigest};
+
+pub use records::{
     AccessTokenState, AuthorizationCode, Client, ClientAuthMethod, CodeRedemption, GrantState,
     IssueRecord, NewRefreshToken, RefreshUse, SessionMethod, SessionTimes,
 };
-use crate::tokens::{SigningAlg, TokenDigest};
+
+/// How long a dead-lettered logout stays visible before it is deleted (by `prune_oidc`).
+pub const DEAD_LOGOUT_RETENTION: time::Duration = time::Duration::days(30);
 
 #[async_trait]
 pub trait OidcStore: Send + Sync {
@@ -649,7 +656,7 @@ macro_rules! oidc_store {
                 .await?
                 .rows_affected();
                 deleted += sqlx::query("DELETE FROM backchannel_outbox WHERE dead_at <= $1")
-                    .bind(now - crate::oidc::DEAD_LOGOUT_RETENTION)
+                    .bind(now - DEAD_LOGOUT_RETENTION)
                     .execute(&self.writer)
                     .await?
                     .rows_affected();

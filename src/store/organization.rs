@@ -1,11 +1,81 @@
 //! Organizations, their memberships and members, written once for both backends like
 //! `sql.rs`.
 
+use std::str::FromStr;
+
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::orgs::{Member, Membership, OrgRole, Organization};
+
+// The records: what the store reads and writes for organizations, re-exported by `orgs`.
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgRole {
+    LegalRepresentative,
+    Admin,
+    Member,
+}
+
+impl OrgRole {
+    /// Legal representative above administrator above member.
+    pub fn rank(self) -> u8 {
+        match self {
+            OrgRole::LegalRepresentative => 2,
+            OrgRole::Admin => 1,
+            OrgRole::Member => 0,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::LegalRepresentative => "legal-representative",
+            OrgRole::Admin => "admin",
+            OrgRole::Member => "member",
+        }
+    }
+}
+
+impl FromStr for OrgRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legal-representative" => Ok(OrgRole::LegalRepresentative),
+            "admin" => Ok(OrgRole::Admin),
+            "member" => Ok(OrgRole::Member),
+            other => Err(format!(
+                "unknown role `{other}` (legal-representative, admin or member)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub org_id: Uuid,
+    pub user_id: Uuid,
+    pub role: OrgRole,
+    pub created_at: OffsetDateTime,
+}
+
+/// A user as listed among an organization's members.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: OrgRole,
+    /// Locked after too many wrong passwords.
+    pub locked: bool,
+}
 
 /// Organizations and memberships (removing a member is [`super::SsoStore::delete_membership`]).
 #[async_trait]

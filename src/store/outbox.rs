@@ -7,7 +7,30 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::mail::OutboxMail;
+
+// The records: what the store reads and writes for the outbox, re-exported by `mail`.
+
+/// A mail about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A queued mail, claimed for delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxMail {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub attempts: i32,
+}
 
 /// The mail outbox.
 #[async_trait]

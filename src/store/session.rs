@@ -5,12 +5,53 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::User;
+use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::User;
-use crate::audit::ActivityEvent;
-use crate::mail::NewMail;
-use crate::sessions::{NewSession, Session};
 use crate::tokens::TokenDigest;
+
+// The records: what the store reads and writes for a session, re-exported by `sessions`.
+
+/// How the user signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInMethod {
+    Password,
+    Sso,
+}
+
+impl SignInMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "password",
+            SignInMethod::Sso => "sso",
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub method: String,
+    pub sso_org_id: Option<Uuid>,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub token_digest: TokenDigest,
+    pub method: SignInMethod,
+    pub sso_org_id: Option<Uuid>,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: OffsetDateTime,
+}
 
 /// A session and its user. The session's columns are aliased so that the user's keep the
 /// names `User`'s `FromRow` expects.

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
+use super::account::{NewUser, User};
+use super::activity::ActivityEvent;
+use super::outbox::NewMail;
 use super::{Backend, Store, StoreError};
-use crate::accounts::{NewUser, User};
-use crate::audit::ActivityEvent;
-use crate::mail::NewMail;
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";

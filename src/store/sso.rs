@@ -5,13 +5,90 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::account::{NewUser, User};
+use super::activity::ActivityEvent;
+use super::organization::{Membership, OrgRole, Organization};
 use super::sql::{INSERT_USER, USER_COLUMNS, bind_user};
 use super::{PostgresStore, SqliteStore, StoreError};
-use crate::accounts::{NewUser, User};
-use crate::audit::ActivityEvent;
-use crate::federation::{FederatedIdentity, PendingLink, Reauthentication, SsoFlow};
-use crate::orgs::{Membership, Organization, SsoConnection};
 use crate::tokens::TokenDigest;
+
+// The record: what the store reads and writes for an SSO connection, re-exported by `orgs`.
+
+#[derive(Debug, Clone)]
+pub struct SsoConnection {
+    pub org_id: Uuid,
+    /// The Entra tenant id: a GUID, lower-case.
+    pub tenant_id: String,
+    /// The application (client) id registered in that tenant.
+    pub client_id: String,
+    pub client_secret_enc: Vec<u8>,
+    /// Base URL without a trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// A new account (and membership) at the first sign-in of an unknown identity.
+    pub provision: bool,
+    pub default_role: OrgRole,
+    /// Password sign-in is refused for the organization's members at its verified domains.
+    pub enforce_sso: bool,
+    /// The organization's domains, lower-case, sorted, verified or not.
+    pub domains: Vec<String>,
+    /// Those of `domains` the organization proved it owns: the only ones that route.
+    pub verified_domains: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+// The records: what the store reads and writes for SSO sign-ins, re-exported by `federation`.
+
+/// The state of a sign-in on its way through Entra ID (stored; single-use).
+#[derive(Debug, Clone)]
+pub struct SsoFlow {
+    pub state: TokenDigest,
+    pub org_id: Uuid,
+    /// Digest of the CSRF cookie of the browser that began it: the answer must come back to
+    /// the same browser (no login CSRF with someone else's callback URL).
+    pub browser: TokenDigest,
+    pub nonce: String,
+    /// The authorization request (of a relying app) to resume once signed in.
+    pub next: Option<String>,
+    /// What that app asked of the sign-in, passed on to Entra ID and checked on return.
+    pub reauth: Reauthentication,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A relying app's demand for a recent sign-in (`prompt=login`, `max_age`), passed on to
+/// Entra ID. What comes back is checked: Entra's `auth_time` must be after the sign-in began
+/// (`prompt=login`) and within `max_age` — required with `max_age` (OIDC Core §3.1.2.1),
+/// checked when present with `prompt=login` alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reauthentication {
+    pub prompt_login: bool,
+    pub max_age: Option<i64>,
+}
+
+/// An Entra identity linked to an account.
+#[derive(Debug, Clone)]
+pub struct FederatedIdentity {
+    pub tenant_id: String,
+    pub object_id: String,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub created_at: OffsetDateTime,
+}
+
+/// An identity waiting for the owner of an existing account to confirm with its password.
+#[derive(Debug, Clone)]
+pub struct PendingLink {
+    pub token: TokenDigest,
+    pub browser: TokenDigest,
+    pub tenant_id: String,
+    pub object_id: String,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub next: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
 
 #[async_trait]
 pub trait SsoStore: Send + Sync {

@@ -1,4 +1,5 @@
-//! Device labels for the session list, from the User-Agent (woothee's maintained rules).
+//! Device labels for the session list, the activity log and alert mails, from the
+//! User-Agent (woothee's maintained rules).
 
 /// What a person recognizes a device by: browser, operating system, kind of device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
