@@ -76,7 +76,8 @@ impl std::ops::Deref for AppState {
 /// The services and settings behind [`AppState`].
 pub struct Services {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    /// Reached only through the services (and the probes below): handlers never use it.
+    store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub activity: ActivityLog,
@@ -101,13 +102,25 @@ pub struct Services {
     pub shared: Option<SharedCache>,
 }
 
+impl Services {
+    /// The readiness probe: a cheap round trip to the database.
+    pub async fn ready(&self) -> Result<(), store::StoreError> {
+        self.store.ping().await
+    }
+
+    /// Which database backs this instance (SQLite or PostgreSQL).
+    pub fn database_backend(&self) -> store::Backend {
+        self.store.backend()
+    }
+}
+
 impl AppState {
     /// For short-lived processes (the CLI): tells running instances, before the process
     /// exits, that it revoked something (deleted a client, ended sessions), so they drop what
     /// they remember now rather than within 5 s. A server's own feed does this as it goes.
     pub async fn announce_revocations(&self) {
         if let Some(shared) = &self.shared
-            && self.store.revocations().any_here()
+            && self.provider.revoked_here()
             && !shared.announce_revocation().await
         {
             tracing::warn!(
@@ -118,6 +131,17 @@ impl AppState {
 
     /// Opens the database (running migrations), the keys and the hashing pool.
     pub async fn open(config: Config, hash_threads: usize) -> anyhow::Result<Self> {
+        Ok(Self::open_with_store(config, hash_threads).await?.0)
+    }
+
+    /// [`open`](Self::open), handing back the store as well: for the integration tests,
+    /// which set up and inspect rows directly. Nothing in the crate calls it (handlers reach
+    /// the store only through the services).
+    #[doc(hidden)]
+    pub async fn open_with_store(
+        config: Config,
+        hash_threads: usize,
+    ) -> anyhow::Result<(Self, Arc<dyn Store>)> {
         let keyring = Keyring::load_or_create(&config.keys.dir)?;
         let clock = Clock::default();
         let signing = Arc::new(SigningKeys::load_or_create(
@@ -201,7 +225,7 @@ impl AppState {
             &config.issuer,
             Discovery::new(allowed, config.sso.upstream_body_limit_bytes)?,
         )?;
-        Ok(Self(Arc::new(Services {
+        let state = Self(Arc::new(Services {
             sso,
             domains,
             federation,
@@ -230,7 +254,7 @@ impl AppState {
             orgs: Orgs::new(store.clone()),
             first_start,
             accounts,
-            store,
+            store: store.clone(),
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
@@ -238,7 +262,8 @@ impl AppState {
             shared,
             clock,
             config: Arc::new(config),
-        })))
+        }));
+        Ok((state, store))
     }
 }
 
@@ -451,7 +476,7 @@ pub async fn maintain(state: &AppState) {
     if let Err(err) = state.provider.keys().reload(state.clock.now()) {
         tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
     }
-    match state.store.prune_oidc(state.clock.now()).await {
+    match state.provider.prune(state.clock.now()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
         Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),

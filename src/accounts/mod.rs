@@ -220,6 +220,19 @@ impl Accounts {
         Ok(self.store.insert_user(&new).await?)
     }
 
+    pub async fn by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.store.user_by_id(id).await
+    }
+
+    /// The account of an address, looked up without regard to case; `None` for a malformed
+    /// address, which cannot have one.
+    pub async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        match normalize_email(email) {
+            Ok(email) => self.store.user_by_email(&email).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         self.store.list_users().await
     }
@@ -236,10 +249,7 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Result<User, LoginError> {
         // A malformed address cannot match an account; it still costs a verify.
-        let user = match normalize_email(email) {
-            Ok(email) => self.store.user_by_email(&email).await?,
-            Err(_) => None,
-        };
+        let user = self.by_email(email).await?;
         self.verify(user, password, PasswordCheck::Login, client, now)
             .await
     }

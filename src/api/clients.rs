@@ -113,7 +113,7 @@ pub async fn list(
     caller: AdminCaller,
 ) -> Result<Json<ClientList>, ApiError> {
     require_instance_admin(&caller)?;
-    let clients = state.store.list_clients().await?;
+    let clients = state.provider.list_clients().await?;
     Ok(Json(ClientList {
         clients: clients.iter().map(|c| ClientView::new(c, None)).collect(),
     }))
@@ -192,7 +192,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require_csrf(&state, &headers)?;
     require_instance_admin(&caller)?;
-    if state.store.delete_client(&id).await? {
+    if state.provider.delete_client(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

@@ -158,6 +158,17 @@ impl Provider {
         Ok((client, secret.map(|s| s.as_str().to_string())))
     }
 
+    /// Every registered client (instance administrators, the CLI).
+    pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.store.list_clients().await
+    }
+
+    /// Deletes a client; `false` when there is none with this id. Its tokens stop working at
+    /// once: the deletion counts as a revocation, which voids what token checks remember.
+    pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.store.delete_client(id).await
+    }
+
     pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         if id.is_empty() || id.len() > 128 {
             return Ok(None);
