@@ -169,6 +169,18 @@ impl AppState {
             i18n: pages.i18n.clone(),
             unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
         };
+        let mailer = Mailer::new(store.clone(), &config)?;
+        let shared = if config.redis.url.is_empty() {
+            None
+        } else {
+            Some(
+                SharedCache::start(&config.redis.url, &config.redis.prefix).map_err(|e| {
+                    anyhow::anyhow!("configuration key `redis.url` (env GOTTHARD_REDIS__URL): {e}")
+                })?,
+            )
+        };
+        // Re-checks of signed-in users' passwords are limited per account and per network.
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, shared.clone()));
         let accounts = Accounts::new(
             store.clone(),
             hasher,
@@ -181,6 +193,7 @@ impl AppState {
                 default_threshold: config.lockout.default_threshold,
             },
             mail_context.clone(),
+            rate_limits.clone(),
         );
         let first_start = FirstStart::new(
             store.clone(),
@@ -188,16 +201,6 @@ impl AppState {
             config.issuer.clone(),
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
-        let mailer = Mailer::new(store.clone(), &config)?;
-        let shared = if config.redis.url.is_empty() {
-            None
-        } else {
-            Some(
-                SharedCache::start(&config.redis.url, &config.redis.prefix).map_err(|e| {
-                    anyhow::anyhow!("configuration key `redis.url` (env GOTTHARD_REDIS__URL): {e}")
-                })?,
-            )
-        };
         let session_policy = SessionPolicy {
             idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
             absolute_lifetime: time::Duration::hours(config.sessions.absolute_lifetime_hours),
@@ -258,7 +261,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
-            rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared.clone())),
+            rate_limits,
             shared,
             clock,
             config: Arc::new(config),

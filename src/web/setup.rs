@@ -148,6 +148,9 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         AccountError::WeakPassword(PasswordProblem::TooCommon) => tr.t("error-password-too-common"),
         AccountError::Hash(_)
         | AccountError::Store(_)
-        | AccountError::LastLegalRepresentative(_) => return None,
+        | AccountError::LastLegalRepresentative(_)
+        | AccountError::CurrentPasswordRequired
+        | AccountError::UnsupportedLocale
+        | AccountError::Reauth(_) => return None,
     })
 }
