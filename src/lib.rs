@@ -19,6 +19,7 @@ pub mod ops;
 pub mod orgs;
 pub mod outbound;
 pub mod sessions;
+pub mod signin;
 pub mod store;
 pub mod tokens;
 pub mod web;
@@ -52,6 +53,7 @@ use crate::ops::Metrics;
 use crate::orgs::{DnsChallenges, OrgDomains, Orgs, RecheckPolicy, SsoConnections};
 use crate::outbound::AllowedHosts;
 use crate::sessions::{SessionPolicy, Sessions};
+use crate::signin::SignIn;
 use crate::store::Store;
 use crate::store::cache::SharedCache;
 use crate::tokens::{Keyring, SigningKeys};
@@ -80,6 +82,8 @@ pub struct Services {
     store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub sessions: Sessions,
+    /// The sign-in sequences (password, first administrator).
+    pub signin: SignIn,
     pub activity: ActivityLog,
     pub orgs: Orgs,
     pub mailer: Mailer,
@@ -228,12 +232,20 @@ impl AppState {
             &config.issuer,
             Discovery::new(allowed, config.sso.upstream_body_limit_bytes)?,
         )?;
+        let sessions = Sessions::new(store.clone(), session_policy, mail_context);
+        let signin = SignIn::new(
+            accounts.clone(),
+            first_start.clone(),
+            federation.clone(),
+            sessions.clone(),
+        );
         let state = Self(Arc::new(Services {
             sso,
             domains,
             federation,
             mailer,
-            sessions: Sessions::new(store.clone(), session_policy, mail_context),
+            sessions,
+            signin,
             provider: Provider::new(
                 store.clone(),
                 signing,
