@@ -1,6 +1,8 @@
 //! The guard of the one-way flow (DESIGN: handler → service → store): no service module
-//! names an HTTP adapter. A test over the source, so that a new feature that reaches from a
-//! service into `web`, `api`, `ops`, the HTTP error type or the OIDC endpoints fails CI.
+//! names an HTTP adapter, and no adapter reaches past the services into the store. A test
+//! over the source, so that a new feature that reaches from a service into `web`, `api`,
+//! `ops`, the HTTP error type or the OIDC endpoints, or from a handler into the store,
+//! fails CI.
 
 /// Modules (top-level, or a file under one) that speak HTTP.
 const ADAPTERS: [&str; 6] = ["web", "api", "ops", "error", "oidc/http.rs", "oidc/http"];
@@ -62,5 +64,50 @@ fn services_never_name_an_adapter() {
         breaches.is_empty(),
         "services must not depend on HTTP adapters:\n{}",
         breaches.join("\n")
+    );
+}
+
+/// `Services.store` is private, but privacy in the crate root lets every module of the crate
+/// read it: this keeps the handlers off it (the CLI, another crate, cannot compile it).
+#[test]
+fn adapters_never_reach_the_store() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut breaches = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let top = relative
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".rs");
+        let adapter = ADAPTERS
+            .iter()
+            .any(|a| *a == top || relative == *a || relative.starts_with(&format!("{a}/")));
+        if !adapter {
+            continue;
+        }
+        // Calls are often split over lines (`state\n    .store\n    .x()`): compare the
+        // code without comments and whitespace.
+        let code: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<String>()
+            .split_whitespace()
+            .collect();
+        if code.contains("state.store") {
+            breaches.push(format!("src/{relative}"));
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "handlers must reach the store through services: {}",
+        breaches.join(", ")
     );
 }
