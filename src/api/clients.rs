@@ -148,11 +148,6 @@ pub async fn create(
     let id_token_alg = SigningAlg::parse(alg).ok_or_else(|| {
         ApiError::Invalid(format!("unsupported `id_token_signed_response_alg` {alg}"))
     })?;
-    if body.redirect_uris.is_empty() {
-        return Err(ApiError::Invalid(
-            "`redirect_uris` needs at least one URI".into(),
-        ));
-    }
     let spec = ClientSpec {
         name: body.name,
         auth_method,

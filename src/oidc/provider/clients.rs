@@ -39,6 +39,9 @@ pub enum ClientSpecError {
 impl ClientSpec {
     fn check(&self) -> Result<(), ClientSpecError> {
         let invalid = |m: String| Err(ClientSpecError::Invalid(m));
+        if self.redirect_uris.is_empty() {
+            return invalid("`redirect_uris` needs at least one URI".into());
+        }
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return invalid("the name must be 1 to 200 characters".into());
         }
