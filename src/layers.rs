@@ -1,8 +1,9 @@
-//! The guard of the one-way flow (DESIGN: handler → service → store): no service module
+//! The guards of the one-way flow (DESIGN: handler → service → store): no service module
 //! names an HTTP adapter, and the adapters never name one another (they share the kit,
 //! `http`). A test over the source, so that a new feature that reaches from a service into
 //! `web`, `api`, `ops`, the kit, the HTTP error type or the OIDC endpoints, or from one
-//! adapter into another, fails CI. A third test proves that the modules form no circle:
+//! adapter into another, or from a handler past the services into the store, fails CI. A
+//! fourth test proves that the modules form no circle:
 //! the graph of `crate::…` mentions between the top-level modules of `src/` (with
 //! `oidc/http.rs` and `oidc/http/` as a node of their own, an adapter inside a service's
 //! folder) has no cycle; `lib.rs`, `main.rs` and this file wire everything and are left out.
@@ -256,5 +257,52 @@ fn modules_form_no_circle() {
         circles.is_empty(),
         "modules must not form a circle (DESIGN: data flows one way):\n{}",
         circles.join("\n\n")
+    );
+}
+
+/// `Services.store` is private, but privacy in the crate root lets every module of the crate
+
+/// `Services.store` is private, but privacy in the crate root lets every module of the crate
+/// read it: this keeps the handlers off it (the CLI, another crate, cannot compile it).
+#[test]
+fn adapters_never_reach_the_store() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut breaches = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let top = relative
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".rs");
+        let adapter = ADAPTERS
+            .iter()
+            .any(|a| *a == top || relative == *a || relative.starts_with(&format!("{a}/")));
+        if !adapter {
+            continue;
+        }
+        // Calls are often split over lines (`state\n    .store\n    .x()`): compare the
+        // code without comments and whitespace.
+        let code: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<String>()
+            .split_whitespace()
+            .collect();
+        if code.contains("state.store") {
+            breaches.push(format!("src/{relative}"));
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "handlers must reach the store through services: {}",
+        breaches.join(", ")
     );
 }

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod orgs;
 pub mod outbound;
 pub mod sessions;
+pub mod signin;
 pub mod store;
 pub mod tokens;
 pub mod web;
@@ -54,6 +55,7 @@ use crate::ops::Metrics;
 use crate::orgs::{DnsChallenges, OrgDomains, Orgs, RecheckPolicy, SsoConnections};
 use crate::outbound::AllowedHosts;
 use crate::sessions::{SessionPolicy, Sessions};
+use crate::signin::SignIn;
 use crate::store::Store;
 use crate::store::cache::SharedCache;
 use crate::tokens::{Keyring, SigningKeys};
@@ -76,9 +78,12 @@ impl std::ops::Deref for AppState {
 /// The services and settings behind [`AppState`].
 pub struct Services {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    /// Reached only through the services (and the probes below): handlers never use it.
+    store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub sessions: Sessions,
+    /// The sign-in sequences (password, first administrator).
+    pub signin: SignIn,
     pub activity: ActivityLog,
     pub orgs: Orgs,
     pub mailer: Mailer,
@@ -101,13 +106,25 @@ pub struct Services {
     pub shared: Option<SharedCache>,
 }
 
+impl Services {
+    /// The readiness probe: a cheap round trip to the database.
+    pub async fn ready(&self) -> Result<(), store::StoreError> {
+        self.store.ping().await
+    }
+
+    /// Which database backs this instance (SQLite or PostgreSQL).
+    pub fn database_backend(&self) -> store::Backend {
+        self.store.backend()
+    }
+}
+
 impl AppState {
     /// For short-lived processes (the CLI): tells running instances, before the process
     /// exits, that it revoked something (deleted a client, ended sessions), so they drop what
     /// they remember now rather than within 5 s. A server's own feed does this as it goes.
     pub async fn announce_revocations(&self) {
         if let Some(shared) = &self.shared
-            && self.store.revocations().any_here()
+            && self.provider.revoked_here()
             && !shared.announce_revocation().await
         {
             tracing::warn!(
@@ -118,6 +135,17 @@ impl AppState {
 
     /// Opens the database (running migrations), the keys and the hashing pool.
     pub async fn open(config: Config, hash_threads: usize) -> anyhow::Result<Self> {
+        Ok(Self::open_with_store(config, hash_threads).await?.0)
+    }
+
+    /// [`open`](Self::open), handing back the store as well: for the integration tests,
+    /// which set up and inspect rows directly. Nothing in the crate calls it (handlers reach
+    /// the store only through the services).
+    #[doc(hidden)]
+    pub async fn open_with_store(
+        config: Config,
+        hash_threads: usize,
+    ) -> anyhow::Result<(Self, Arc<dyn Store>)> {
         let keyring = Keyring::load_or_create(&config.keys.dir)?;
         let clock = Clock::default();
         let signing = Arc::new(SigningKeys::load_or_create(
@@ -149,6 +177,18 @@ impl AppState {
             i18n: pages.i18n.clone(),
             unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
         };
+        let mailer = Mailer::new(store.clone(), &config)?;
+        let shared = if config.redis.url.is_empty() {
+            None
+        } else {
+            Some(
+                SharedCache::start(&config.redis.url, &config.redis.prefix).map_err(|e| {
+                    anyhow::anyhow!("configuration key `redis.url` (env GOTTHARD_REDIS__URL): {e}")
+                })?,
+            )
+        };
+        // Re-checks of signed-in users' passwords are limited per account and per network.
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, shared.clone()));
         let accounts = Accounts::new(
             store.clone(),
             hasher,
@@ -161,6 +201,7 @@ impl AppState {
                 default_threshold: config.lockout.default_threshold,
             },
             mail_context.clone(),
+            rate_limits.clone(),
         );
         let first_start = FirstStart::new(
             store.clone(),
@@ -168,16 +209,6 @@ impl AppState {
             config.issuer.clone(),
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
-        let mailer = Mailer::new(store.clone(), &config)?;
-        let shared = if config.redis.url.is_empty() {
-            None
-        } else {
-            Some(
-                SharedCache::start(&config.redis.url, &config.redis.prefix).map_err(|e| {
-                    anyhow::anyhow!("configuration key `redis.url` (env GOTTHARD_REDIS__URL): {e}")
-                })?,
-            )
-        };
         let session_policy = SessionPolicy {
             idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
             absolute_lifetime: time::Duration::hours(config.sessions.absolute_lifetime_hours),
@@ -205,12 +236,20 @@ impl AppState {
             &config.issuer,
             Discovery::new(allowed, config.sso.upstream_body_limit_bytes)?,
         )?;
-        Ok(Self(Arc::new(Services {
+        let sessions = Sessions::new(store.clone(), session_policy, mail_context);
+        let signin = SignIn::new(
+            accounts.clone(),
+            first_start.clone(),
+            federation.clone(),
+            sessions.clone(),
+        );
+        let state = Self(Arc::new(Services {
             sso,
             domains,
             federation,
             mailer,
-            sessions: Sessions::new(store.clone(), session_policy, mail_context),
+            sessions,
+            signin,
             provider: Provider::new(
                 store.clone(),
                 signing,
@@ -234,15 +273,16 @@ impl AppState {
             orgs: Orgs::new(store.clone()),
             first_start,
             accounts,
-            store,
+            store: store.clone(),
             keyring: Arc::new(keyring),
             pages,
             metrics: Arc::new(Metrics::new()),
-            rate_limits: Arc::new(RateLimits::new(&config.rate_limit, shared.clone())),
+            rate_limits,
             shared,
             clock,
             config: Arc::new(config),
-        })))
+        }));
+        Ok((state, store))
     }
 }
 
@@ -455,7 +495,7 @@ pub async fn maintain(state: &AppState) {
     if let Err(err) = state.provider.keys().reload(state.clock.now()) {
         tracing::warn!(error = %err, "signing keys could not be reloaded; keeping the loaded ones");
     }
-    match state.store.prune_oidc(state.clock.now()).await {
+    match state.provider.prune(state.clock.now()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "pruned expired codes and tokens"),
         Err(err) => tracing::warn!(error = %err, "token pruning failed; retrying later"),

@@ -328,7 +328,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         address = %bind,
         issuer = %state.config.issuer,
-        database = ?state.store.backend(),
+        database = ?state.database_backend(),
         hash_threads = threads,
         "Gotthard is listening"
     );
@@ -389,8 +389,8 @@ async fn user(command: UserCommand, state: &AppState) -> anyhow::Result<()> {
             let normalized = gotthard::accounts::normalize_email(&email)
                 .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
             let user = state
-                .store
-                .user_by_email(&normalized)
+                .accounts
+                .by_email(&normalized)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
             let client = gotthard::audit::ClientInfo::new("cli", "gotthard user unlock");
@@ -429,8 +429,8 @@ async fn org(command: OrgCommand, state: &AppState) -> anyhow::Result<()> {
             let normalized = gotthard::accounts::normalize_email(&email)
                 .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
             let user = state
-                .store
-                .user_by_email(&normalized)
+                .accounts
+                .by_email(&normalized)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
             let client = gotthard::audit::ClientInfo::new("cli", "gotthard org remove-member");
@@ -562,8 +562,8 @@ async fn sso(state: &AppState, command: SsoCommand) -> anyhow::Result<()> {
             let normalized = gotthard::accounts::normalize_email(&email)
                 .map_err(|e| anyhow::anyhow!("e-mail address {e}"))?;
             let user = state
-                .store
-                .user_by_email(&normalized)
+                .accounts
+                .by_email(&normalized)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user with e-mail `{normalized}`"))?;
             state
@@ -664,12 +664,12 @@ async fn client(command: ClientCommand, state: &AppState) -> anyhow::Result<()> 
             println!("{out}");
         }
         ClientCommand::List => {
-            for c in state.store.list_clients().await? {
+            for c in state.provider.list_clients().await? {
                 println!("{}\t{}\t{}", c.id, c.auth_method.as_str(), c.name);
             }
         }
         ClientCommand::Delete { id } => {
-            if !state.store.delete_client(&id).await? {
+            if !state.provider.delete_client(&id).await? {
                 anyhow::bail!("no client {id}");
             }
             println!("deleted client {id}");

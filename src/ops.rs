@@ -149,7 +149,7 @@ async fn healthz() -> &'static str {
 
 /// Ready when the database answers within two seconds.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), state.ready()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database unreachable");

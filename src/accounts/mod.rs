@@ -3,6 +3,7 @@
 mod email;
 pub mod lockout;
 pub mod password;
+mod reauth;
 mod setup;
 
 use std::sync::Arc;
@@ -16,13 +17,13 @@ pub use lockout::{
     UnlockToken,
 };
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
+pub use reauth::{ProfileChange, ReauthError, ReauthLimit};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 // The account records live with the store that reads and writes them.
 pub use crate::store::account::{NewUser, User};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};
-use crate::mail::NewMail;
 use crate::store::{Store, StoreError};
 
 /// Failure alerts to one account: at most one per this period (an attacker guessing
@@ -44,6 +45,15 @@ pub enum AccountError {
     EmailTaken,
     #[error("the only legal representative of: {}", .0.join(", "))]
     LastLegalRepresentative(Vec<String>),
+    /// A new e-mail address without the current password.
+    #[error("the current password is required to change the e-mail address")]
+    CurrentPasswordRequired,
+    /// A language that pages and mails do not speak.
+    #[error("unsupported locale")]
+    UnsupportedLocale,
+    /// The current password did not confirm the change.
+    #[error(transparent)]
+    Reauth(#[from] ReauthError),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
@@ -57,14 +67,6 @@ impl From<StoreError> for AccountError {
             other => AccountError::Store(other),
         }
     }
-}
-
-/// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` clears it.
-#[derive(Debug, Default)]
-pub struct ProfileChange {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub locale: Option<Option<String>>,
 }
 
 /// Why a password is being checked; failures are recorded under it.
@@ -112,6 +114,8 @@ pub struct Accounts {
     lockout: LockoutPolicy,
     /// What mails about the account need: the public URL, texts, link lifetime.
     mail: MailContext,
+    /// The limit on re-checks of signed-in users' passwords.
+    reauth: Arc<dyn ReauthLimit>,
 }
 
 /// What the account's mails need: links start at the configured issuer (never the request's
@@ -130,6 +134,7 @@ impl Accounts {
         policy: PasswordPolicy,
         lockout: LockoutPolicy,
         mail: MailContext,
+        reauth: Arc<dyn ReauthLimit>,
     ) -> Self {
         Self {
             store,
@@ -137,6 +142,7 @@ impl Accounts {
             policy,
             lockout,
             mail,
+            reauth,
         }
     }
 
@@ -194,6 +200,19 @@ impl Accounts {
         Ok(self.store.insert_user(&new).await?)
     }
 
+    pub async fn by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.store.user_by_id(id).await
+    }
+
+    /// The account of an address, looked up without regard to case; `None` for a malformed
+    /// address, which cannot have one.
+    pub async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        match normalize_email(email) {
+            Ok(email) => self.store.user_by_email(&email).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         self.store.list_users().await
     }
@@ -210,10 +229,7 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Result<User, LoginError> {
         // A malformed address cannot match an account; it still costs a verify.
-        let user = match normalize_email(email) {
-            Ok(email) => self.store.user_by_email(&email).await?,
-            Err(_) => None,
-        };
+        let user = self.by_email(email).await?;
         self.verify(user, password, PasswordCheck::Login, client, now)
             .await
     }
@@ -336,89 +352,5 @@ impl Accounts {
             self.lock(&user, client, now).await?;
         }
         Err(LoginError::WrongCredentials)
-    }
-
-    /// Sets a new password after the current one was confirmed: checks the rules, ends every
-    /// other session of the user, records the change and queues the owner's alert, in one
-    /// transaction.
-    pub async fn change_password(
-        &self,
-        user: &User,
-        keep_session: Uuid,
-        new_password: &str,
-        alert: &NewMail,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<u64, AccountError> {
-        self.policy.check(new_password)?;
-        let hash = self.hasher.hash(new_password).await?;
-        let event = ActivityEvent::new(
-            Some(user.id),
-            Action::PasswordChanged,
-            client,
-            serde_json::json!({ "other_sessions_ended": true }),
-            now,
-        );
-        Ok(self
-            .store
-            .change_password(user.id, &hash, keep_session, &event, alert)
-            .await?)
-    }
-
-    /// Changes name, locale and (when given) e-mail; records which fields changed.
-    pub async fn update_profile(
-        &self,
-        user: &User,
-        change: ProfileChange,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<User, AccountError> {
-        let name = match change.name {
-            Some(name) if name.trim().chars().count() > MAX_NAME_CHARS => {
-                return Err(AccountError::NameTooLong);
-            }
-            Some(name) => name.trim().to_string(),
-            None => user.name.clone(),
-        };
-        let email = match change.email {
-            Some(email) => normalize_email(&email)?,
-            None => user.email.clone(),
-        };
-        let locale = change.locale.unwrap_or_else(|| user.locale.clone());
-        let mut changed = Vec::new();
-        if name != user.name {
-            changed.push("name");
-        }
-        if email != user.email {
-            changed.push("email");
-        }
-        if locale != user.locale {
-            changed.push("locale");
-        }
-        if changed.is_empty() {
-            return Ok(user.clone());
-        }
-        let event = ActivityEvent::new(
-            Some(user.id),
-            Action::ProfileChanged,
-            client,
-            serde_json::json!({ "fields": changed }),
-            now,
-        );
-        Ok(self
-            .store
-            .update_profile(user.id, &email, &name, locale.as_deref(), &event)
-            .await?)
-    }
-
-    /// Deletes the account, unless it is the last legal representative of an organization
-    /// (then the names of those organizations come back in the error).
-    pub async fn delete(&self, user: &User, now: OffsetDateTime) -> Result<(), AccountError> {
-        let sole = self.store.orgs_represented_only_by(user.id).await?;
-        if !sole.is_empty() {
-            return Err(AccountError::LastLegalRepresentative(sole));
-        }
-        self.store.delete_user(user.id, now).await?;
-        Ok(())
     }
 }

@@ -14,11 +14,8 @@ use uuid::Uuid;
 
 use super::{ApiError, Caller, Problem};
 use crate::AppState;
-use crate::accounts::{PasswordCheck, ProfileChange};
+use crate::accounts::ProfileChange;
 use crate::http::{SESSION_COOKIE, csrf};
-
-/// Languages the pages and mails speak.
-pub const LOCALES: [&str; 3] = ["en", "es", "fr"];
 
 /// A JSON body whose rejections are problem details naming what is wrong.
 pub struct ApiJson<T>(pub T);
@@ -97,31 +94,6 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-/// The caller's password, checked again before a sensitive change. Each check is a full
-/// argon2 hash, so they are limited per account and per client address (429 beyond).
-async fn reauthenticate(
-    state: &AppState,
-    caller: &Caller,
-    password: &str,
-    purpose: PasswordCheck,
-) -> Result<(), ApiError> {
-    let user = &caller.me.user;
-    let ip = caller
-        .client
-        .ip
-        .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = state.rate_limits.check_reauth(user.id, ip).await {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(ApiError::RateLimited(secs.max(1)));
-    }
-    state
-        .accounts
-        .confirm_password(user, password, purpose, &caller.client, state.clock.now())
-        .await?;
-    Ok(())
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
@@ -151,33 +123,15 @@ pub async fn update(
     ApiJson(patch): ApiJson<ProfilePatch>,
 ) -> Result<Json<Me>, ApiError> {
     caller.require_csrf(&state, &headers)?;
-    let now = state.clock.now();
-    let user = &caller.me.user;
-    if let Some(Some(locale)) = &patch.locale
-        && !LOCALES.contains(&locale.as_str())
-    {
-        return Err(ApiError::Invalid(
-            "`locale` must be en, es, fr or null".into(),
-        ));
-    }
-    let email_changes = patch
-        .email
-        .as_deref()
-        .is_some_and(|e| e.trim().to_lowercase() != user.email.to_lowercase());
-    if email_changes {
-        let password = patch.current_password.as_deref().ok_or_else(|| {
-            ApiError::Invalid("`current_password` is required to change the e-mail address".into())
-        })?;
-        reauthenticate(&state, &caller, password, PasswordCheck::EmailChange).await?;
-    }
     let change = ProfileChange {
         name: patch.name,
-        email: if email_changes { patch.email } else { None },
+        email: patch.email,
         locale: patch.locale,
+        current_password: patch.current_password,
     };
     let updated = state
         .accounts
-        .update_profile(user, change, &caller.client, now)
+        .update_profile(&caller.me.user, change, &caller.client, state.clock.now())
         .await?;
     me_view(&state, &updated).await.map(Json)
 }
@@ -210,31 +164,16 @@ pub async fn change_password(
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<Json<PasswordChanged>, ApiError> {
     caller.require_csrf(&state, &headers)?;
-    let now = state.clock.now();
     let me = &caller.me;
-    reauthenticate(
-        &state,
-        &caller,
-        &body.current_password,
-        PasswordCheck::PasswordChange,
-    )
-    .await?;
-    let alert = crate::mail::password_changed(
-        &state.pages.i18n,
-        &me.user,
-        &caller.client,
-        &state.config.issuer,
-        now,
-    );
     let other_sessions_ended = state
         .accounts
         .change_password(
             &me.user,
             me.session.id,
+            &body.current_password,
             &body.new_password,
-            &alert,
             &caller.client,
-            now,
+            state.clock.now(),
         )
         .await?;
     Ok(Json(PasswordChanged {
@@ -265,14 +204,10 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     caller.require_csrf(&state, &headers)?;
     let me = &caller.me;
-    reauthenticate(
-        &state,
-        &caller,
-        &body.password,
-        PasswordCheck::AccountDeletion,
-    )
-    .await?;
-    state.accounts.delete(&me.user, state.clock.now()).await?;
+    state
+        .accounts
+        .delete(&me.user, &body.password, &caller.client, state.clock.now())
+        .await?;
     tracing::info!(user_id = %me.user.id, "account deleted by its owner");
     let name = csrf::cookie_name(SESSION_COOKIE, state.config.is_https());
     let jar = CookieJar::from_headers(&headers).remove(Cookie::build(name).path("/"));

@@ -222,12 +222,10 @@ impl Caller {
             .ok_or(ApiError::Unauthorized)?;
         let user = user.ok_or(ApiError::Unauthorized)?;
         let session = state
-            .store
-            .sessions_of_user(user_id)
+            .sessions
+            .by_id(user_id, session_id)
             .await
             .map_err(ApiError::from)?
-            .into_iter()
-            .find(|s| s.id == session_id)
             .ok_or(ApiError::Unauthorized)?;
         Ok(Caller {
             me: SignedIn {

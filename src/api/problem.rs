@@ -103,6 +103,17 @@ impl From<crate::accounts::AccountError> for ApiError {
                 "You are the only legal representative of {}; name another one first.",
                 orgs.join(", ")
             )),
+            AccountError::CurrentPasswordRequired => ApiError::Invalid(
+                "`current_password` is required to change the e-mail address".into(),
+            ),
+            AccountError::UnsupportedLocale => {
+                ApiError::Invalid("`locale` must be en, es, fr or null".into())
+            }
+            AccountError::Reauth(crate::accounts::ReauthError::TooMany(wait)) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                ApiError::RateLimited(secs.max(1))
+            }
+            AccountError::Reauth(crate::accounts::ReauthError::Login(e)) => e.into(),
             AccountError::Hash(e) => e.into(),
             AccountError::Store(e) => e.into(),
         }

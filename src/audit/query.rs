@@ -32,6 +32,15 @@ impl ActivityLog {
         Self { store, retention }
     }
 
+    /// A user's latest `limit` events, newest first (the account page's short list).
+    pub async fn recent(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<ActivityEvent>, StoreError> {
+        self.store.recent_events(user_id, limit).await
+    }
+
     /// One page of a user's events, newest first.
     pub async fn page(
         &self,

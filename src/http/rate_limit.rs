@@ -120,6 +120,14 @@ impl RateLimits {
     }
 }
 
+/// The accounts service asks before every re-check of a signed-in user's password.
+#[async_trait::async_trait]
+impl crate::accounts::ReauthLimit for RateLimits {
+    async fn check(&self, account: Uuid, ip: IpAddr) -> Result<(), Duration> {
+        self.check_reauth(account, ip).await
+    }
+}
+
 /// The network of `ip` with its prefix length: the address with every bit past the prefix
 /// cleared. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) counts as the IPv4 address.
 pub fn network_of(ip: IpAddr, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> (IpAddr, u8) {

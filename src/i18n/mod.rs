@@ -9,6 +9,9 @@ use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 use fluent_langneg::{NegotiationStrategy, accepted_languages, negotiate_languages};
 use unic_langid::LanguageIdentifier;
 
+/// The languages pages and mails speak, as a user may choose them.
+pub const LOCALES: [&str; 3] = ["en", "es", "fr"];
+
 const SOURCES: &[(&str, &str)] = &[
     ("en", include_str!("locales/en.ftl")),
     ("es", include_str!("locales/es.ftl")),

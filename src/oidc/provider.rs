@@ -35,7 +35,7 @@ use crate::accounts::User;
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::config::OidcConfig;
 use crate::sessions::SessionPolicy;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tokens::SigningKeys;
 
 /// Scopes this provider knows; others in a request are ignored (OIDC Core 3.1.2.1).
@@ -108,6 +108,17 @@ impl Provider {
     /// while the revocation feed is whole).
     pub fn remembers_token_checks(&self) -> bool {
         self.checks.epoch().is_some()
+    }
+
+    /// Whether this process committed a revocation (a session ended, a client deleted, …)
+    /// since it started: what a short-lived command announces to running instances.
+    pub fn revoked_here(&self) -> bool {
+        self.store.revocations().any_here()
+    }
+
+    /// Deletes expired authorization codes and tokens; returns how many.
+    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.store.prune_oidc(now).await
     }
 
     pub fn issuer(&self) -> &str {

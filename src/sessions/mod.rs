@@ -179,6 +179,21 @@ impl Sessions {
         Ok(Some((session, user)))
     }
 
+    /// The user's session with this id, unless it ended (as the account API's bearer
+    /// check finds the session its token was issued in); `None` for another user's session.
+    pub async fn by_id(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .store
+            .sessions_of_user(user_id)
+            .await?
+            .into_iter()
+            .find(|s| s.id == session_id))
+    }
+
     /// The owner's active sessions, newest first.
     pub async fn list(
         &self,

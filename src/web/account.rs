@@ -41,8 +41,8 @@ pub async fn page(
         })
         .collect();
     let activity: Vec<_> = state
-        .store
-        .recent_events(user.id, RECENT_EVENTS)
+        .activity
+        .recent(user.id, RECENT_EVENTS)
         .await?
         .into_iter()
         .map(|e| {

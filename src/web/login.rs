@@ -15,7 +15,7 @@ use crate::http::next_path::refuse_malformed;
 use crate::http::{
     HtmlForm, LoginOutcome, PageContext, ResumedRequest, SESSION_COOKIE, SignedIn, csrf,
 };
-use crate::sessions::SignInMethod;
+use crate::signin::PasswordSignIn;
 
 pub async fn root(signed_in: Result<SignedIn, WebError>) -> Redirect {
     match signed_in {
@@ -142,14 +142,16 @@ pub async fn submit(
             flow,
         );
     }
-    let now = state.clock.now();
-    let checked = state
-        .accounts
-        .check_password(&form.email, &form.password, &page.client, now)
+    let signed_in = state
+        .signin
+        .with_password(&form.email, &form.password, &page.client, state.clock.now())
         .await;
-    let user = match checked {
-        Ok(user) => user,
-        Err(LoginError::WrongCredentials) => {
+    let token = match signed_in {
+        Ok(PasswordSignIn::SignedIn { token, .. }) => {
+            state.metrics.login(LoginOutcome::Success);
+            token
+        }
+        Ok(PasswordSignIn::WrongCredentials) => {
             state.metrics.login(LoginOutcome::WrongCredentials);
             let error = page.tr.t("login-wrong-credentials");
             return render_form(
@@ -161,6 +163,10 @@ pub async fn submit(
                 flow,
             );
         }
+        Ok(PasswordSignIn::SsoRequired) => {
+            state.metrics.login(LoginOutcome::WrongCredentials);
+            return render_sso_required(&state, page, form.email.trim(), flow);
+        }
         Err(LoginError::Hash(crate::accounts::HashError::Busy)) => {
             state.metrics.login(LoginOutcome::Busy);
             return Err(WebError::Busy);
@@ -170,19 +176,6 @@ pub async fn submit(
             return Err(other.into());
         }
     };
-    if state
-        .federation
-        .password_refused(&user, &page.client, now)
-        .await?
-    {
-        state.metrics.login(LoginOutcome::WrongCredentials);
-        return render_sso_required(&state, page, form.email.trim(), flow);
-    }
-    let (token, _) = state
-        .sessions
-        .start(&user, SignInMethod::Password, &page.client, now)
-        .await?;
-    state.metrics.login(LoginOutcome::Success);
     let name = csrf::cookie_name(SESSION_COOKIE, https);
     let jar = page.jar.add(csrf::security_cookie(
         name,

@@ -10,7 +10,6 @@ use crate::AppState;
 use crate::accounts::{AccountError, EmailProblem, PasswordProblem, SetupError};
 use crate::error::WebError;
 use crate::http::{HtmlForm, PageContext, SESSION_COOKIE, csrf};
-use crate::sessions::SignInMethod;
 
 #[derive(Deserialize)]
 pub struct LinkQuery {
@@ -77,8 +76,8 @@ pub async fn submit(
         Some(page.tr.t("setup-passwords-differ"))
     } else {
         match state
-            .first_start
-            .complete(
+            .signin
+            .first_administrator(
                 &form.token,
                 &form.email,
                 &form.name,
@@ -88,11 +87,7 @@ pub async fn submit(
             )
             .await
         {
-            Ok(user) => {
-                let (token, _) = state
-                    .sessions
-                    .start(&user, SignInMethod::Password, &page.client, now)
-                    .await?;
+            Ok(token) => {
                 let cookie = csrf::security_cookie(
                     csrf::cookie_name(SESSION_COOKIE, https),
                     token.as_str().to_string(),
@@ -148,6 +143,9 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         AccountError::WeakPassword(PasswordProblem::TooCommon) => tr.t("error-password-too-common"),
         AccountError::Hash(_)
         | AccountError::Store(_)
-        | AccountError::LastLegalRepresentative(_) => return None,
+        | AccountError::LastLegalRepresentative(_)
+        | AccountError::CurrentPasswordRequired
+        | AccountError::UnsupportedLocale
+        | AccountError::Reauth(_) => return None,
     })
 }

@@ -296,8 +296,8 @@ pub async fn link(
                 return error_page(&state, &page, StatusCode::GONE, "sso-link-unusable", None);
             };
             let email = state
-                .store
-                .user_by_id(pending.user_id)
+                .accounts
+                .by_id(pending.user_id)
                 .await?
                 .map(|u| u.email)
                 .unwrap_or_default();

@@ -177,6 +177,71 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
     }
 }
 
+/// The e-mail change rule holds for any caller of the service, not only the API: no
+/// password, no change; a wrong one is counted and recorded like the API's; the re-checks
+/// are limited per account.
+#[tokio::test]
+async fn the_email_change_needs_the_password_through_the_service_too() {
+    use gotthard::accounts::{AccountError, LoginError, ProfileChange, ReauthError};
+    for db in databases().await {
+        let app = TestApp::start_with(
+            &db,
+            &[
+                ("rate_limit.reauth_burst", "2"),
+                ("rate_limit.reauth_per_minute", "1"),
+            ],
+        )
+        .await;
+        let ada = app.create_user("ada@example.com", PASSWORD).await;
+        let accounts = &app.state.accounts;
+        let cli = gotthard::audit::ClientInfo::new("192.0.2.7", "test");
+        let now = app.state.clock.now();
+
+        let unconfirmed = ProfileChange {
+            email: Some("ada@new.example".into()),
+            ..ProfileChange::default()
+        };
+        let refused = accounts.update_profile(&ada, unconfirmed, &cli, now).await;
+        assert!(
+            matches!(refused, Err(AccountError::CurrentPasswordRequired)),
+            "{}: {refused:?}",
+            db.backend
+        );
+        let wrong = accounts
+            .change_email(&ada, "ada@new.example", "wrong-one!", &cli, now)
+            .await;
+        assert!(
+            matches!(
+                wrong,
+                Err(AccountError::Reauth(ReauthError::Login(
+                    LoginError::WrongCredentials
+                )))
+            ),
+            "{wrong:?}"
+        );
+        let counted = app.state.store.user_by_email("ada@example.com").await;
+        assert_eq!(counted.unwrap().unwrap().failed_attempts, 1);
+        assert!(
+            actions(&app, "ada@example.com")
+                .await
+                .contains(&"reauthentication.failed".to_string())
+        );
+
+        let changed = accounts
+            .change_email(&ada, "ada@new.example", PASSWORD, &cli, now)
+            .await
+            .unwrap();
+        assert_eq!(changed.email, "ada@new.example");
+        let again = accounts
+            .change_email(&changed, "ada@third.example", PASSWORD, &cli, now)
+            .await;
+        assert!(
+            matches!(again, Err(AccountError::Reauth(ReauthError::TooMany(_)))),
+            "{again:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_password_change_signs_out_the_other_devices() {
     for db in databases().await {

@@ -1,8 +1,11 @@
 //! The test harness: databases per test on each backend, and a `TestApp` that runs the real
 //! server on an ephemeral loopback port.
 
+use std::sync::Arc;
+
 use gotthard::AppState;
 use gotthard::config::Config;
+use gotthard::store::Store;
 use reqwest::redirect::Policy;
 use tokio::sync::oneshot;
 
@@ -150,8 +153,23 @@ pub fn test_config(db: &TestDb, issuer: &str, extra: &[(&str, &str)]) -> Config 
 /// The real server on `127.0.0.1:<ephemeral>`, stopped when dropped.
 pub struct TestApp {
     pub base: String,
-    pub state: AppState,
+    pub state: TestState,
     shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// The server's services, and beside them its store, which tests use to set up and inspect
+/// rows directly (the crate's own handlers reach it only through the services).
+pub struct TestState {
+    pub store: Arc<dyn Store>,
+    services: AppState,
+}
+
+impl std::ops::Deref for TestState {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.services
+    }
 }
 
 impl TestApp {
@@ -169,7 +187,7 @@ impl TestApp {
             .map(|(_, v)| v.to_string())
             .unwrap_or_else(|| base.clone());
         let config = test_config(db, &issuer, extra);
-        let state = AppState::open(config, 2).await.unwrap();
+        let (state, store) = AppState::open_with_store(config, 2).await.unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let served = state.clone();
         tokio::spawn(async move {
@@ -181,7 +199,10 @@ impl TestApp {
         });
         TestApp {
             base,
-            state,
+            state: TestState {
+                store,
+                services: state,
+            },
             shutdown: Some(tx),
         }
     }

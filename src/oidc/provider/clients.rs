@@ -39,6 +39,9 @@ pub enum ClientSpecError {
 impl ClientSpec {
     fn check(&self) -> Result<(), ClientSpecError> {
         let invalid = |m: String| Err(ClientSpecError::Invalid(m));
+        if self.redirect_uris.is_empty() {
+            return invalid("`redirect_uris` needs at least one URI".into());
+        }
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return invalid("the name must be 1 to 200 characters".into());
         }
@@ -156,6 +159,17 @@ impl Provider {
             .await
             .map_err(ClientSpecError::Store)?;
         Ok((client, secret.map(|s| s.as_str().to_string())))
+    }
+
+    /// Every registered client (instance administrators, the CLI).
+    pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.store.list_clients().await
+    }
+
+    /// Deletes a client; `false` when there is none with this id. Its tokens stop working at
+    /// once: the deletion counts as a revocation, which voids what token checks remember.
+    pub async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.store.delete_client(id).await
     }
 
     pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {

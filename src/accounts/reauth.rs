@@ -1,0 +1,208 @@
+//! The changes a signed-in user confirms with the current password (e-mail address,
+//! password, deletion), and the re-check they share: limited per account and per network,
+//! then counted and verified like a sign-in.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    AccountError, Accounts, LoginError, MAX_NAME_CHARS, PasswordCheck, User, normalize_email,
+};
+use crate::audit::{Action, ActivityEvent, ClientInfo};
+
+/// How many re-checks of signed-in users' passwords may run: each is a full argon2 hash,
+/// so neither one session nor many sessions from one network may fill the hashing pool.
+/// The counters belong to the HTTP side (it knows the client's network and shares them
+/// through Redis); that every re-check asks first is the rule, kept here.
+#[async_trait]
+pub trait ReauthLimit: Send + Sync {
+    /// `Err(wait)` when `account` or the network of `ip` is over its limit.
+    async fn check(&self, account: Uuid, ip: IpAddr) -> Result<(), Duration>;
+}
+
+/// Why the current password did not confirm a change.
+#[derive(Debug, thiserror::Error)]
+pub enum ReauthError {
+    /// Too many re-checks for this account or network; retry after the wait.
+    #[error("too many password checks; retry in {0:?}")]
+    TooMany(Duration),
+    /// Wrong (or locked: the same answer), or not checked (hashing busy, store).
+    #[error(transparent)]
+    Login(#[from] LoginError),
+}
+
+/// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` clears it.
+/// A new e-mail address needs `current_password`.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub locale: Option<Option<String>>,
+    pub current_password: Option<String>,
+}
+
+impl Accounts {
+    /// The signed-in user's own password, checked again before a sensitive change: first
+    /// the limit, then the one password-check path (counted before argon2, recorded as a
+    /// failed re-authentication for `purpose`; a locked account is refused without a hash).
+    async fn reauthenticate(
+        &self,
+        user: &User,
+        password: &str,
+        purpose: PasswordCheck,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(), ReauthError> {
+        let ip = client.ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        self.reauth
+            .check(user.id, ip)
+            .await
+            .map_err(ReauthError::TooMany)?;
+        self.confirm_password(user, password, purpose, client, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Changes the e-mail address, confirmed by the current password (an address that
+    /// differs only in case is no change, and needs none).
+    pub async fn change_email(
+        &self,
+        user: &User,
+        new_email: &str,
+        current_password: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, AccountError> {
+        let change = ProfileChange {
+            email: Some(new_email.to_string()),
+            current_password: Some(current_password.to_string()),
+            ..ProfileChange::default()
+        };
+        self.update_profile(user, change, client, now).await
+    }
+
+    /// Changes name, locale and (when given) e-mail; records which fields changed. A new
+    /// e-mail address is refused without the current password, and the password is
+    /// re-checked before anything else is looked at.
+    pub async fn update_profile(
+        &self,
+        user: &User,
+        change: ProfileChange,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<User, AccountError> {
+        if let Some(Some(locale)) = &change.locale
+            && !crate::i18n::LOCALES.contains(&locale.as_str())
+        {
+            return Err(AccountError::UnsupportedLocale);
+        }
+        let new_email = change
+            .email
+            .filter(|e| e.trim().to_lowercase() != user.email.to_lowercase());
+        if new_email.is_some() {
+            let password = change
+                .current_password
+                .as_deref()
+                .ok_or(AccountError::CurrentPasswordRequired)?;
+            self.reauthenticate(user, password, PasswordCheck::EmailChange, client, now)
+                .await?;
+        }
+        let name = match change.name {
+            Some(name) if name.trim().chars().count() > MAX_NAME_CHARS => {
+                return Err(AccountError::NameTooLong);
+            }
+            Some(name) => name.trim().to_string(),
+            None => user.name.clone(),
+        };
+        let email = match new_email {
+            Some(email) => normalize_email(&email)?,
+            None => user.email.clone(),
+        };
+        let locale = change.locale.unwrap_or_else(|| user.locale.clone());
+        let mut changed = Vec::new();
+        if name != user.name {
+            changed.push("name");
+        }
+        if email != user.email {
+            changed.push("email");
+        }
+        if locale != user.locale {
+            changed.push("locale");
+        }
+        if changed.is_empty() {
+            return Ok(user.clone());
+        }
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::ProfileChanged,
+            client,
+            serde_json::json!({ "fields": changed }),
+            now,
+        );
+        Ok(self
+            .store
+            .update_profile(user.id, &email, &name, locale.as_deref(), &event)
+            .await?)
+    }
+
+    /// Sets a new password once the current one is confirmed: checks the rules, ends every
+    /// other session of the user, records the change and queues the owner's alert, in one
+    /// transaction. Returns how many other sessions ended.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        keep_session: Uuid,
+        current_password: &str,
+        new_password: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<u64, AccountError> {
+        self.reauthenticate(
+            user,
+            current_password,
+            PasswordCheck::PasswordChange,
+            client,
+            now,
+        )
+        .await?;
+        let alert =
+            crate::mail::password_changed(&self.mail.i18n, user, client, &self.mail.issuer, now);
+        self.policy.check(new_password)?;
+        let hash = self.hasher.hash(new_password).await?;
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::PasswordChanged,
+            client,
+            serde_json::json!({ "other_sessions_ended": true }),
+            now,
+        );
+        Ok(self
+            .store
+            .change_password(user.id, &hash, keep_session, &event, &alert)
+            .await?)
+    }
+
+    /// Deletes the account once its password is confirmed, unless it is the last legal
+    /// representative of an organization (then the names of those organizations come back
+    /// in the error).
+    pub async fn delete(
+        &self,
+        user: &User,
+        password: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(), AccountError> {
+        self.reauthenticate(user, password, PasswordCheck::AccountDeletion, client, now)
+            .await?;
+        let sole = self.store.orgs_represented_only_by(user.id).await?;
+        if !sole.is_empty() {
+            return Err(AccountError::LastLegalRepresentative(sole));
+        }
+        self.store.delete_user(user.id, now).await?;
+        Ok(())
+    }
+}
