@@ -261,8 +261,6 @@ fn modules_form_no_circle() {
 }
 
 /// `Services.store` is private, but privacy in the crate root lets every module of the crate
-
-/// `Services.store` is private, but privacy in the crate root lets every module of the crate
 /// read it: this keeps the handlers off it (the CLI, another crate, cannot compile it).
 #[test]
 fn adapters_never_reach_the_store() {

@@ -359,7 +359,7 @@ async fn a_postgresql_restart_under_load_is_answered_503_and_loses_no_acknowledg
         workers.push(task.await.unwrap());
     }
 
-    let tally = tally.lock().unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
     eprintln!(
         "PostgreSQL restart under load: answers by status {:?}; {} before the stop, {} by the \
          restart; ready again after {:?}",
