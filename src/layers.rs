@@ -67,36 +67,12 @@ fn rust_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
 
 #[test]
 fn services_never_name_an_adapter() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    assert!(files.len() > 50, "the source tree was not found at {src:?}");
     let mut breaches = Vec::new();
-    for file in files {
-        let relative = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let top = relative
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".rs");
-        let wiring = ["lib", "main", "layers"].contains(&top);
-        let adapter = ADAPTERS
-            .iter()
-            .any(|a| *a == top || relative == *a || relative.starts_with(&format!("{a}/")));
-        if wiring || adapter {
+    for (relative, code) in sources() {
+        if WIRING.contains(&node_of(&relative).as_str()) || is_adapter(&relative) {
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if let Some(name) = FORBIDDEN.iter().find(|f| code.contains(*f)) {
-                breaches.push(format!("src/{relative}:{}: names {name}", n + 1));
-            }
-        }
+        breaches.extend(names_in(&relative, &code, &FORBIDDEN));
     }
     assert!(
         breaches.is_empty(),
@@ -107,36 +83,44 @@ fn services_never_name_an_adapter() {
 
 #[test]
 fn adapters_never_name_one_another() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    assert!(files.len() > 50, "the source tree was not found at {src:?}");
     let mut breaches = Vec::new();
-    for file in files {
-        let relative = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
+    for (relative, code) in sources() {
         let Some((_, walls)) = ADAPTER_WALLS
             .iter()
             .find(|(adapter, _)| relative == *adapter || relative.starts_with(adapter))
         else {
             continue;
         };
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if let Some(name) = walls.iter().find(|w| code.contains(*w)) {
-                breaches.push(format!("src/{relative}:{}: names {name}", n + 1));
-            }
-        }
+        breaches.extend(names_in(&relative, &code, walls));
     }
     assert!(
         breaches.is_empty(),
         "adapters must not depend on one another (share through `http`):\n{}",
         breaches.join("\n")
     );
+}
+
+/// The places where `code` (of `src/<relative>`) names one of `names`.
+fn names_in(relative: &str, code: &[String], names: &[&str]) -> Vec<String> {
+    code.iter()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let name = names.iter().find(|name| line.contains(*name))?;
+            Some(format!("src/{relative}:{}: names {name}", n + 1))
+        })
+        .collect()
+}
+
+/// Whether a file (relative to `src/`) belongs to an HTTP adapter.
+fn is_adapter(relative: &str) -> bool {
+    let top = relative
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".rs");
+    ADAPTERS
+        .iter()
+        .any(|a| *a == top || relative == *a || relative.starts_with(&format!("{a}/")))
 }
 
 /// The modules that wire the others, left out of the circle check.
@@ -264,36 +248,14 @@ fn modules_form_no_circle() {
 /// read it: this keeps the handlers off it (the CLI, another crate, cannot compile it).
 #[test]
 fn adapters_never_reach_the_store() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
     let mut breaches = Vec::new();
-    for file in files {
-        let relative = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let top = relative
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".rs");
-        let adapter = ADAPTERS
-            .iter()
-            .any(|a| *a == top || relative == *a || relative.starts_with(&format!("{a}/")));
-        if !adapter {
+    for (relative, code) in sources() {
+        if !is_adapter(&relative) {
             continue;
         }
         // Calls are often split over lines (`state\n    .store\n    .x()`): compare the
         // code without comments and whitespace.
-        let code: String = std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .map(|line| line.split("//").next().unwrap_or(""))
-            .collect::<String>()
-            .split_whitespace()
-            .collect();
+        let code: String = code.concat().split_whitespace().collect();
         if code.contains("state.store") {
             breaches.push(format!("src/{relative}"));
         }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::smtp::free_port;
 use crate::support::{PASSWORD, TestApp, TestDb, require_all};
 
 /// A program of PostgreSQL's: on the PATH, else in Debian's versioned folder.
@@ -31,14 +32,6 @@ fn postgres_tool(name: &str) -> Option<PathBuf> {
         versions.sort();
         versions.pop()
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn is_root() -> bool {

@@ -93,7 +93,8 @@ async fn converse(conn: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>)
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
