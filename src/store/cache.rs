@@ -3,7 +3,7 @@
 //! instance; bearer checks read from the database instead of memory): a lost Redis loses
 //! nothing, since SQL holds everything that must survive.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ return 0
 pub struct SharedCache {
     client: redis::Client,
     connection: Arc<RwLock<Option<ConnectionManager>>>,
+    /// Whether the last command on `connection` got an answer: a connection manager exists
+    /// through an outage, so this, not its presence, says Redis is serving.
+    answering: Arc<AtomicBool>,
     prefix: String,
     gcra: Arc<redis::Script>,
 }
@@ -44,21 +47,29 @@ impl SharedCache {
         let cache = Self {
             client: client.clone(),
             connection: Arc::new(RwLock::new(None)),
+            answering: Arc::new(AtomicBool::new(false)),
             prefix: prefix.to_string(),
             gcra: Arc::new(redis::Script::new(GCRA)),
         };
         let slot = cache.connection.clone();
+        let answering = cache.answering.clone();
         tokio::spawn(async move {
+            // One quick attempt per reconnection: the heartbeat and every rate check ask
+            // again, so an outage ends at the first command after it. (The crate's retries
+            // sleep 1 s, then its `factor` of 100 times that, capped at a minute: a Redis
+            // back after a crash was not used again for up to a minute.)
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Duration::from_secs(2))
                 .set_response_timeout(Duration::from_millis(300))
-                .set_number_of_retries(2);
+                .set_number_of_retries(1)
+                .set_max_delay(200);
             loop {
                 match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
                     Ok(manager) => {
                         if let Ok(mut slot) = slot.write() {
                             *slot = Some(manager);
                         }
+                        answering.store(true, Ordering::Release);
                         tracing::info!("connected to Redis");
                         return;
                     }
@@ -72,8 +83,14 @@ impl SharedCache {
         Ok(cache)
     }
 
+    /// Whether Redis answered the last command sent to it (rate checks, the feed's
+    /// heartbeats every half second).
     pub fn is_connected(&self) -> bool {
-        self.connection().is_some()
+        self.connection().is_some() && self.answering.load(Ordering::Acquire)
+    }
+
+    fn answered(&self, yes: bool) {
+        self.answering.store(yes, Ordering::Release);
     }
 
     fn connection(&self) -> Option<ConnectionManager> {
@@ -94,13 +111,21 @@ impl SharedCache {
         invocation.arg(interval_ms.max(1)).arg(burst.max(1));
         let call = invocation.invoke_async::<u64>(&mut connection);
         match tokio::time::timeout(Duration::from_millis(500), call).await {
-            Ok(Ok(0)) => Some(Ok(())),
-            Ok(Ok(wait_ms)) => Some(Err(Duration::from_millis(wait_ms))),
+            Ok(Ok(0)) => {
+                self.answered(true);
+                Some(Ok(()))
+            }
+            Ok(Ok(wait_ms)) => {
+                self.answered(true);
+                Some(Err(Duration::from_millis(wait_ms)))
+            }
             Ok(Err(err)) => {
+                self.answered(false);
                 tracing::warn!(error = %err, "Redis rate limit failed; using in-process counters");
                 None
             }
             Err(_) => {
+                self.answered(false);
                 tracing::warn!("Redis rate limit timed out; using in-process counters");
                 None
             }
@@ -259,8 +284,12 @@ async fn announce(feed: RevocationFeed) {
             continue;
         };
         let published = publish(&mut connection, &channel, &payload);
-        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(500), published).await {
-            pending = false;
+        let outcome = tokio::time::timeout(Duration::from_millis(500), published).await;
+        feed.shared.answered(matches!(outcome, Ok(Ok(()))));
+        match outcome {
+            Ok(Ok(())) => pending = false,
+            Ok(Err(err)) => tracing::debug!(error = %err, "Redis publish failed"),
+            Err(_) => tracing::debug!("Redis publish timed out"),
         }
     }
 }

@@ -128,14 +128,14 @@ async fn without_redis_each_instance_counts_for_itself_and_nothing_fails() {
 }
 
 /// A client-credentials token and the credentials of the client it was issued to.
-struct MachineToken {
-    client_id: String,
-    secret: String,
-    token: String,
+pub(crate) struct MachineToken {
+    pub client_id: String,
+    pub secret: String,
+    pub token: String,
 }
 
 /// A client-credentials token of a new client of `app`.
-async fn machine_token(app: &TestApp) -> MachineToken {
+pub(crate) async fn machine_token(app: &TestApp) -> MachineToken {
     let (client, secret) = app
         .register_client("Billing", "http://127.0.0.1:9/callback", |_| {})
         .await;
@@ -160,7 +160,7 @@ async fn machine_token(app: &TestApp) -> MachineToken {
 
 /// `POST path` with the client's Basic credentials and `token=…`: the status, and whether
 /// the answer says `"active": true` (introspection).
-async fn with_token(app: &TestApp, path: &str, machine: &MachineToken) -> (u16, bool) {
+pub(crate) async fn with_token(app: &TestApp, path: &str, machine: &MachineToken) -> (u16, bool) {
     let response = reqwest::Client::new()
         .post(app.url(path))
         .basic_auth(&machine.client_id, Some(&machine.secret))
@@ -302,7 +302,7 @@ async fn metrics(app: &TestApp) -> String {
 }
 
 /// Polls `check` every 50 ms for up to `secs`; whether it held.
-async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < until {
         if check() {

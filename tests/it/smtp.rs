@@ -18,29 +18,45 @@ pub struct Received {
     pub data: String,
 }
 
-/// An SMTP server (RFC 5321's minimal command set) that keeps what it receives.
+/// An SMTP server (RFC 5321's minimal command set) that keeps what it acknowledged.
+/// Dropping it is a crash: the port refuses connections and conversations in progress are
+/// cut wherever they are.
 pub struct SmtpSink {
     pub received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
+    conversations: Arc<Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.task.abort();
+        self.conversations.lock().unwrap().abort_all();
     }
 }
 
 impl SmtpSink {
     pub async fn start_on(port: u16) -> SmtpSink {
+        Self::keeping(port, Arc::new(Mutex::new(Vec::new()))).await
+    }
+
+    /// A server on `port` adding to `received`: the same mailbox across a restart.
+    pub async fn keeping(port: u16, received: Arc<Mutex<Vec<Received>>>) -> SmtpSink {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
+        let conversations = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
+        let running = conversations.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(converse(conn, store.clone()));
+                let mut running = running.lock().unwrap();
+                while running.try_join_next().is_some() {}
+                running.spawn(converse(conn, store.clone()));
             }
         });
-        SmtpSink { received, task }
+        SmtpSink {
+            received,
+            task,
+            conversations,
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -73,12 +89,16 @@ async fn converse(conn: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>)
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 data.push('\n');
             }
-            store.lock().unwrap().push(Received {
+            let received = Received {
                 from: std::mem::take(&mut from),
                 to: std::mem::take(&mut to),
                 data,
-            });
-            b"250 OK queued\r\n"
+            };
+            // Kept once acknowledged, as the sender sees it.
+            if write.write_all(b"250 OK queued\r\n").await.is_ok() {
+                store.lock().unwrap().push(received);
+            }
+            continue;
         } else if upper == "QUIT" {
             let _ = write.write_all(b"221 bye\r\n").await;
             return;
