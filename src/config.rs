@@ -177,7 +177,11 @@ pub struct SessionsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityConfig {
+    /// Events of accounts.
     pub retention_days: i64,
+    /// Events of machine clients acting on their own (tokens without a user, failed client
+    /// authentication): many more, useful for an incident's weeks.
+    pub machine_retention_days: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

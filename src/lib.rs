@@ -268,7 +268,10 @@ impl AppState {
             backchannel: Arc::new(tokio::sync::Notify::new()),
             activity: ActivityLog::new(
                 store.clone(),
-                time::Duration::days(config.activity.retention_days),
+                audit::Retention {
+                    account: time::Duration::days(config.activity.retention_days),
+                    machine: time::Duration::days(config.activity.machine_retention_days),
+                },
             ),
             orgs: Orgs::new(store.clone()),
             first_start,

@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use device::DeviceLabel;
-pub use query::{ActivityLog, ActivityPage, MAX_PAGE, csv_cell};
+pub use query::{ActivityLog, ActivityPage, MAX_PAGE, Retention, csv_cell};
 
-pub use crate::store::activity::{ActivityCursor, ActivityEvent, ActivityFilter};
+pub use crate::store::activity::{ActivityCursor, ActivityEvent, ActivityFilter, EventKind};
 
 /// Where a request came from, as recorded in events and sessions.
 #[derive(Debug, Clone, Default)]

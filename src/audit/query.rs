@@ -6,7 +6,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ActivityCursor, ActivityEvent, ActivityFilter};
+use super::{ActivityCursor, ActivityEvent, ActivityFilter, EventKind};
 use crate::store::{Store, StoreError};
 
 /// Largest page; also the default of the API.
@@ -21,14 +21,21 @@ pub struct ActivityPage {
 /// Events removed per retention batch: small, so that no batch holds up a login's write.
 const PRUNE_BATCH: i64 = 1000;
 
+/// How long each kind of event is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub account: time::Duration,
+    pub machine: time::Duration,
+}
+
 #[derive(Clone)]
 pub struct ActivityLog {
     store: Arc<dyn Store>,
-    retention: time::Duration,
+    retention: Retention,
 }
 
 impl ActivityLog {
-    pub fn new(store: Arc<dyn Store>, retention: time::Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
         Self { store, retention }
     }
 
@@ -86,18 +93,27 @@ impl ActivityLog {
         }
     }
 
-    /// Deletes events older than the retention, batch by batch; returns how many.
+    /// Deletes events older than their kind's retention, batch by batch (each batch its
+    /// own short statement, so no lock is held for long); returns how many.
     pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let before = now - self.retention;
         let mut total = 0;
-        loop {
-            let deleted = self.store.prune_events(before, PRUNE_BATCH).await?;
-            total += deleted;
-            if deleted < PRUNE_BATCH as u64 {
-                return Ok(total);
+        for (kind, kept) in [
+            (EventKind::Account, self.retention.account),
+            (EventKind::Machine, self.retention.machine),
+        ] {
+            loop {
+                let deleted = self
+                    .store
+                    .prune_events(kind, now - kept, PRUNE_BATCH)
+                    .await?;
+                total += deleted;
+                if deleted < PRUNE_BATCH as u64 {
+                    break;
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
         }
+        Ok(total)
     }
 }
 

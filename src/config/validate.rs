@@ -259,6 +259,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.activity.machine_retention_days < 1 {
+            return Err(invalid(
+                "activity.machine_retention_days",
+                "GOTTHARD_ACTIVITY__MACHINE_RETENTION_DAYS",
+                "must be at least 1",
+            ));
+        }
         if self.maintenance.interval_minutes < 1 {
             return Err(invalid(
                 "maintenance.interval_minutes",

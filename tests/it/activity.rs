@@ -375,3 +375,44 @@ async fn activity_past_its_retention_is_pruned_in_batches() {
         assert_eq!(pruned, 240);
     }
 }
+
+#[tokio::test]
+async fn machine_tokens_are_kept_90_days_and_account_events_two_years_by_default() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let ada = app.create_user("ada@example.com", PASSWORD).await;
+        let (client, secret) = app
+            .register_client("Billing", "http://127.0.0.1:9/callback", |_| {})
+            .await;
+        for _ in 0..3 {
+            let response = reqwest::Client::new()
+                .post(app.url("/oauth2/token"))
+                .basic_auth(&client.id, secret.as_deref())
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        seed(&app, ada.id, app.state.clock.now(), 4).await;
+        let machine = "user_id IS NULL AND action = 'token.issued'";
+        assert_eq!(db.count_where("activity_events", machine).await, 3);
+
+        // 89 days on, the maintenance tick keeps everything; at 91 days the machine tokens go.
+        app.state.clock.advance(Duration::days(89));
+        gotthard::maintain(&app.state).await;
+        assert_eq!(db.count("activity_events").await, 7, "{}", db.backend);
+        app.state.clock.advance(Duration::days(2));
+        gotthard::maintain(&app.state).await;
+        assert_eq!(db.count_where("activity_events", machine).await, 0);
+        assert_eq!(db.count("activity_events").await, 4, "{}", db.backend);
+
+        // The account's events stay until two years have passed.
+        app.state.clock.advance(Duration::days(730 - 91 - 1));
+        gotthard::maintain(&app.state).await;
+        assert_eq!(db.count("activity_events").await, 4, "{}", db.backend);
+        app.state.clock.advance(Duration::days(2));
+        gotthard::maintain(&app.state).await;
+        assert_eq!(db.count("activity_events").await, 0, "{}", db.backend);
+    }
+}

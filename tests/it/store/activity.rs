@@ -1,6 +1,6 @@
 //! `ActivityStore`: events recorded, failures and their alerts, queries, pruning.
 
-use gotthard::audit::{Action, ActivityCursor, ActivityFilter};
+use gotthard::audit::{Action, ActivityCursor, ActivityFilter, EventKind};
 use time::Duration;
 
 use super::{add_user, anonymous_event, each_store, event, mail, new_user, now};
@@ -219,23 +219,82 @@ async fn events_older_than_the_retention_are_pruned_in_batches() {
         }
         let before = at - Duration::days(1);
         assert_eq!(
-            store.prune_events(before, 3).await.unwrap(),
+            store
+                .prune_events(EventKind::Account, before, 3)
+                .await
+                .unwrap(),
             3,
             "{}",
             db.backend
         );
         assert_eq!(
-            store.prune_events(before, 3).await.unwrap(),
+            store
+                .prune_events(EventKind::Account, before, 3)
+                .await
+                .unwrap(),
             2,
             "{}",
             db.backend
         );
         assert_eq!(
-            store.prune_events(before, 3).await.unwrap(),
+            store
+                .prune_events(EventKind::Account, before, 3)
+                .await
+                .unwrap(),
             0,
             "{}",
             db.backend
         );
         assert_eq!(store.recent_events(ada.id, 10).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_event_is_pruned_on_its_own() {
+    for (store, db) in each_store().await {
+        let at = now();
+        let ada = add_user(&*store, "ada@example.com", at).await;
+        let old = at - Duration::days(100);
+        // Machine: tokens without a user.
+        for _ in 0..2 {
+            store
+                .record_event(&anonymous_event(Action::TokenIssued, old))
+                .await
+                .unwrap();
+        }
+        // The rest: the account's own token and sign-in, an attempt on an unknown address.
+        store
+            .record_event(&event(ada.id, Action::TokenIssued, old))
+            .await
+            .unwrap();
+        store
+            .record_event(&event(ada.id, Action::LoginSucceeded, old))
+            .await
+            .unwrap();
+        store
+            .record_event(&anonymous_event(Action::LoginFailed, old))
+            .await
+            .unwrap();
+        let before = at - Duration::days(90);
+        assert_eq!(
+            store
+                .prune_events(EventKind::Machine, before, 10)
+                .await
+                .unwrap(),
+            2,
+            "{}",
+            db.backend
+        );
+        assert_eq!(db.count("activity_events").await, 3, "{}", db.backend);
+        assert_eq!(
+            store
+                .prune_events(EventKind::Account, before, 10)
+                .await
+                .unwrap(),
+            3,
+            "{}",
+            db.backend
+        );
+        assert_eq!(db.count("activity_events").await, 0, "{}", db.backend);
     }
 }
