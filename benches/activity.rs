@@ -58,7 +58,13 @@ async fn run(backend: &str, url: &str, events: i64, seed: Seed) -> anyhow::Resul
         "{backend}: seeded {events} events for {USERS} users in {:.1?}",
         started.elapsed()
     );
-    let log = ActivityLog::new(store.clone(), time::Duration::days(400));
+    let log = ActivityLog::new(
+        store.clone(),
+        gotthard::audit::Retention {
+            account: time::Duration::days(730),
+            machine: time::Duration::days(90),
+        },
+    );
     let heavy = user(&*store, "u0@example.com").await?;
     let typical = user(&*store, "u500@example.com").await?;
     let now = OffsetDateTime::now_utc();

@@ -88,7 +88,13 @@ fn store(c: &mut Criterion) {
     let url = format!("sqlite:{}", dir.path().join("bench.db").display());
     let (store, user_id, cookie) = rt.block_on(seed(&url)).expect("seed");
     let digest = cookie.digest();
-    let log = ActivityLog::new(store.clone(), time::Duration::days(400));
+    let log = ActivityLog::new(
+        store.clone(),
+        gotthard::audit::Retention {
+            account: time::Duration::days(730),
+            machine: time::Duration::days(90),
+        },
+    );
 
     let mut group = c.benchmark_group("store (SQLite)");
     group.bench_function("session by cookie digest (with its user)", |b| {

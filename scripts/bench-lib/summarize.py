@@ -138,6 +138,14 @@ for backend in ["sqlite", "postgres"]:
         r = load(d / f"{name}.json")
         if usable(base) and usable(r):
             notes.append(f"{name} = {100 * ok_rps(r) / ok_rps(base):.0f} % of the bare axum handler")
+    refresh, signs = load(d / "token_refresh.json"), load(d / "sign_limit.json")
+    if usable(refresh) and signs and signs.get("RS256"):
+        rs256 = signs["RS256"]["signs_per_s"]
+        notes.append(
+            f"refreshes = {100 * ok_rps(refresh) / rs256:.0f} % of the RS256 signing limit "
+            f"({rs256:.0f} signs/s on all cores, measured right before the row; each refresh "
+            "signs an RS256 ID token and an ES256 access token)"
+        )
     login = load(d / "login.json")
     limit = float(argon2(d).get("all_cores_measured_per_s", 0) or 0)
     ideal = float(argon2(d).get("limit_per_s", 0) or 0)
