@@ -1,11 +1,15 @@
 //! The activity-log query over a table of 1 000 000 events, on SQLite and (when
 //! `TEST_DATABASE_URL` is set) PostgreSQL, through the same `ActivityLog` the API uses.
-//! 1 000 users; one heavy user holds 10 % of the events, the others about 900 each.
-//! Run: `cargo bench --bench activity` (EVENTS=… to change the size).
+//! 1 000 users; one heavy user holds every HEAVY_EVERY-th event (default 10: 10 %), the
+//! others share the rest. MACHINE_EVENTS more events of a machine client (no user), all past
+//! their retention, sit in the same table; one pruning batch of each kind is timed there.
+//! Run: `cargo bench --bench activity` (EVENTS=… to change the size, BACKENDS=postgres);
+//! a million events of one user beside a million machine tokens:
+//! `EVENTS=2000000 HEAVY_EVERY=2 MACHINE_EVENTS=1000000 cargo bench --bench activity`.
 
 use std::time::{Duration, Instant};
 
-use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog};
+use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog, EventKind};
 use gotthard::store::{Store, connect};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -13,15 +17,38 @@ use uuid::Uuid;
 const USERS: i64 = 1000;
 const ROUNDS: usize = 50;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let events: i64 = std::env::var("EVENTS")
+/// What is seeded.
+#[derive(Clone, Copy)]
+struct Size {
+    events: i64,
+    /// The heavy user has every `heavy_every`-th event.
+    heavy_every: i64,
+    machine_events: i64,
+}
+
+fn env_or(name: &str, default: i64) -> i64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let size = Size {
+        events: env_or("EVENTS", 1_000_000),
+        heavy_every: env_or("HEAVY_EVERY", 10).max(1),
+        machine_events: env_or("MACHINE_EVENTS", 0),
+    };
+    let backends = std::env::var("BACKENDS").unwrap_or_else(|_| "sqlite postgres".into());
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite:{}", dir.path().join("bench.db").display());
-    run("sqlite", &sqlite_url, events, seed_sqlite).await?;
+    if backends.contains("sqlite") {
+        run("sqlite", &sqlite_url, size, seed_sqlite).await?;
+    }
+    if !backends.contains("postgres") {
+        return Ok(());
+    }
     if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
         use sqlx::Connection;
         let name = format!("gotthard_bench_{}", Uuid::now_v7().simple());
@@ -31,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let mut url = url::Url::parse(&admin)?;
         url.set_path(&format!("/{name}"));
-        let result = run("postgres", url.as_str(), events, seed_postgres).await;
+        let result = run("postgres", url.as_str(), size, seed_postgres).await;
         sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .execute(&mut conn)
             .await?;
@@ -44,18 +71,22 @@ async fn main() -> anyhow::Result<()> {
 
 type Seed = for<'a> fn(
     &'a str,
-    i64,
+    Size,
 ) -> std::pin::Pin<
     Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
 >;
 
-async fn run(backend: &str, url: &str, events: i64, seed: Seed) -> anyhow::Result<()> {
+async fn run(backend: &str, url: &str, size: Size, seed: Seed) -> anyhow::Result<()> {
     let store = connect(url, 4).await?;
     store.migrate().await?;
     let started = Instant::now();
-    seed(url, events).await?;
+    seed(url, size).await?;
     println!(
-        "{backend}: seeded {events} events for {USERS} users in {:.1?}",
+        "{backend}: seeded {} events for {USERS} users ({} of the heavy user) and {} of a \
+         machine client in {:.1?}",
+        size.events,
+        size.events / size.heavy_every,
+        size.machine_events,
         started.elapsed()
     );
     let log = ActivityLog::new(
@@ -145,6 +176,17 @@ async fn run(backend: &str, url: &str, events: i64, seed: Seed) -> anyhow::Resul
             ms(times[ROUNDS - 1])
         );
     }
+    // Retention: one batch of each kind, as the maintenance tick deletes them.
+    for (kind, kept) in [(EventKind::Machine, 90), (EventKind::Account, 730)] {
+        let t = Instant::now();
+        let deleted = store
+            .prune_events(kind, now - time::Duration::days(kept), 1000)
+            .await?;
+        println!(
+            "{backend}: pruning batch of {kind:?} events: {deleted} deleted in {:.2}ms",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     Ok(())
 }
 
@@ -159,7 +201,7 @@ async fn user(store: &dyn Store, email: &str) -> anyhow::Result<Uuid> {
 /// Users and events written by SQL itself (a recursive CTE), in one transaction.
 fn seed_sqlite(
     url: &str,
-    events: i64,
+    size: Size,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + '_>> {
     Box::pin(async move {
         let pool = sqlx::SqlitePool::connect(url).await?;
@@ -188,10 +230,22 @@ fn seed_sqlite(
                CASE i % 4 WHEN 0 THEN 'webmail' ELSE 'account' END, \
                '203.0.113.' || (i % 250), 'Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0', '{}', \
                strftime('%Y-%m-%dT%H:%M:%SZ', unixepoch('now') - i * 30, 'unixepoch') \
-             FROM seq JOIN uids u ON u.n = CASE WHEN i % 10 = 0 THEN 0 ELSE 1 + i % ($2 - 1) END",
+             FROM seq JOIN uids u ON u.n = CASE WHEN i % $3 = 0 THEN 0 ELSE 1 + i % ($2 - 1) END",
         )
-        .bind(events)
+        .bind(size.events)
         .bind(USERS)
+        .bind(size.heavy_every)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < $1 - 1) \
+             INSERT INTO activity_events (id, user_id, action, product, ip, user_agent, details, created_at) \
+             SELECT randomblob(16), NULL, 'token.issued', 'machine', '198.51.100.' || (i % 250), \
+               'client/1.0', '{}', \
+               strftime('%Y-%m-%dT%H:%M:%SZ', unixepoch('now') - 91 * 86400 - i, 'unixepoch') \
+             FROM seq WHERE $1 > 0",
+        )
+        .bind(size.machine_events)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -204,7 +258,7 @@ fn seed_sqlite(
 /// The same data set on PostgreSQL, from generate_series.
 fn seed_postgres(
     url: &str,
-    events: i64,
+    size: Size,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + '_>> {
     Box::pin(async move {
         let pool = sqlx::PgPool::connect(url).await?;
@@ -226,10 +280,20 @@ fn seed_postgres(
                '203.0.113.' || (i % 250), 'Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0', '{}', \
                date_trunc('second', now()) - make_interval(secs => i * 30) \
              FROM generate_series(0, $1 - 1) i \
-             JOIN uids u ON u.n = CASE WHEN i % 10 = 0 THEN 0 ELSE 1 + i % ($2 - 1) END",
+             JOIN uids u ON u.n = CASE WHEN i % $3 = 0 THEN 0 ELSE 1 + i % ($2 - 1) END",
         )
-        .bind(events)
+        .bind(size.events)
         .bind(USERS)
+        .bind(size.heavy_every)
+        .execute(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO activity_events (id, user_id, action, product, ip, user_agent, details, created_at) \
+             SELECT gen_random_uuid(), NULL, 'token.issued', 'machine', '198.51.100.' || (i % 250), \
+               'client/1.0', '{}', date_trunc('second', now()) - interval '91 days' - make_interval(secs => i) \
+             FROM generate_series(1, $1) i",
+        )
+        .bind(size.machine_events)
         .execute(&pool)
         .await?;
         sqlx::query("ANALYZE").execute(&pool).await?;
