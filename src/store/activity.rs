@@ -127,7 +127,6 @@ pub trait ActivityStore: Send + Sync {
         after: Option<&ActivityCursor>,
         limit: i64,
     ) -> Result<Vec<ActivityEvent>, StoreError>;
-    /// Deletes up to `limit` events older than `before`; returns how many.
     /// Deletes up to `limit` events of `kind` older than `before`; how many.
     async fn prune_events(
         &self,
@@ -242,11 +241,11 @@ macro_rules! activity_store {
                 limit: i64,
             ) -> Result<u64, StoreError> {
                 Ok(sqlx::query(kind.prune_sql())
-                .bind(before)
-                .bind(limit)
-                .execute(&self.writer)
-                .await?
-                .rows_affected())
+                    .bind(before)
+                    .bind(limit)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected())
             }
         }
     };
