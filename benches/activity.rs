@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog};
+use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog, EventOwner};
 use gotthard::store::{Store, connect};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -66,7 +66,12 @@ async fn run(backend: &str, url: &str, events: i64, seed: Seed) -> anyhow::Resul
     let mut deep = None;
     for _ in 0..50 {
         deep = log
-            .page(heavy, &ActivityFilter::default(), deep, 50)
+            .page(
+                EventOwner::User(heavy),
+                &ActivityFilter::default(),
+                deep,
+                50,
+            )
             .await?
             .next;
     }
@@ -126,7 +131,9 @@ async fn run(backend: &str, url: &str, events: i64, seed: Seed) -> anyhow::Resul
         let mut times = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            let page = log.page(user_id, &filter, cursor, 50).await?;
+            let page = log
+                .page(EventOwner::User(user_id), &filter, cursor, 50)
+                .await?;
             times.push(t.elapsed());
             std::hint::black_box(page.events.len());
         }

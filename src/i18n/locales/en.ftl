@@ -232,3 +232,5 @@ domain-error-missing = No TXT record with this organization’s value was found 
 domain-error-dns = DNS did not answer for “{ $domain }”. Try again in a minute.
 domain-error-taken = “{ $domain }” is verified by another organization.
 sso-error-exchange = Your organization's sign-in service did not complete the sign-in. If this persists, ask your administrator to check the organization's SSO connection.
+
+action-client-auth-failed = Client authentication failed

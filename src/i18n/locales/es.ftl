@@ -232,3 +232,5 @@ domain-error-missing = No se encontró ningún registro TXT con el valor de esta
 domain-error-dns = El DNS no respondió para «{ $domain }». Inténtalo de nuevo en un minuto.
 domain-error-taken = «{ $domain }» está verificado por otra organización.
 sso-error-exchange = El servicio de inicio de sesión de su organización no completó el inicio de sesión. Si se repite, pida a su administrador que revise la conexión SSO de la organización.
+
+action-client-auth-failed = Autenticación del cliente fallida

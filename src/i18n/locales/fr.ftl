@@ -232,3 +232,5 @@ domain-error-missing = Aucun enregistrement TXT avec la valeur de cette organisa
 domain-error-dns = Le DNS n’a pas répondu pour « { $domain } ». Réessayez dans une minute.
 domain-error-taken = « { $domain } » est vérifié par une autre organisation.
 sso-error-exchange = Le service de connexion de votre organisation n'a pas terminé la connexion. Si cela persiste, demandez à votre administrateur de vérifier la connexion SSO de l'organisation.
+
+action-client-auth-failed = Échec de l’authentification du client
