@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::cli::{gotthard, stderr, stdout};
 use crate::support::{PASSWORD, TestApp, databases};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -347,5 +348,73 @@ async fn failed_client_assertions_are_recorded_with_their_reason() {
             db.backend
         );
         assert!(events.iter().all(|e| e.user_id.is_none()));
+    }
+}
+
+#[tokio::test]
+async fn operators_read_a_clients_activity_on_the_command_line() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let [(a, a_secret), (b, b_secret)] = with_twins(&app).await;
+        for _ in 0..2 {
+            token(&app, &a, &a_secret, BOT).await;
+        }
+        token(&app, &b, &b_secret, BOT).await;
+        token(&app, &a, "wrong-secret", "intruder/0.1").await;
+
+        let shown = gotthard(&db, &["client", "activity", "--id", &a], None);
+        assert!(shown.status.success(), "{}: {}", db.backend, stderr(&shown));
+        let out = stdout(&shown);
+        assert!(out.contains(&format!("client\t{a}\tReports")), "{out}");
+        assert!(out.contains("tokens issued\t2"), "{}: {out}", db.backend);
+        assert!(out.contains("auth failures\t1"), "{out}");
+        assert!(out.contains("\n127.0.0.1\t2\t1\t"), "{out}");
+        assert_eq!(out.matches("\ttoken.issued\t").count(), 2, "{out}");
+        assert_eq!(out.matches("\tclient.auth_failed\t").count(), 1, "{out}");
+        assert!(!out.contains("last used\tnever"));
+
+        let csv = gotthard(
+            &db,
+            &[
+                "client",
+                "activity",
+                "--id",
+                &a,
+                "--from",
+                &today(),
+                "--csv",
+            ],
+            None,
+        );
+        assert!(csv.status.success(), "{}", stderr(&csv));
+        let csv = stdout(&csv);
+        assert!(
+            csv.starts_with("time,action,product,ip,device,details\r\n"),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().count(), 4, "{}: {csv}", db.backend);
+        let tomorrow = gotthard(
+            &db,
+            &["client", "activity", "--id", &a, "--from", &day(1)],
+            None,
+        );
+        let tomorrow = stdout(&tomorrow);
+        assert!(tomorrow.contains("tokens issued\t0"), "{tomorrow}");
+        assert_eq!(tomorrow.matches("\ttoken.issued\t").count(), 0);
+
+        let bad = gotthard(
+            &db,
+            &["client", "activity", "--id", &a, "--to", "later"],
+            None,
+        );
+        assert!(!bad.status.success());
+        assert!(stderr(&bad).contains("--to"), "{}", stderr(&bad));
+        let unknown = gotthard(&db, &["client", "activity", "--id", "made-up"], None);
+        assert!(!unknown.status.success());
+        assert!(
+            stderr(&unknown).contains("no client made-up"),
+            "{}",
+            stderr(&unknown)
+        );
     }
 }
