@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::cli::{gotthard, stderr, stdout};
-use crate::support::{PASSWORD, TestApp, databases};
+use crate::support::{PASSWORD, TestApp, databases, text_of};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const BOT: &str = "report-bot/1.0";
@@ -348,6 +348,111 @@ async fn failed_client_assertions_are_recorded_with_their_reason() {
             db.backend
         );
         assert!(events.iter().all(|e| e.user_id.is_none()));
+    }
+}
+
+#[tokio::test]
+async fn administrators_read_a_clients_activity_page_in_their_language() {
+    for db in databases().await {
+        let app = TestApp::start(&db).await;
+        let [(a, a_secret), _] = with_twins(&app).await;
+        for _ in 0..3 {
+            token(&app, &a, &a_secret, BOT).await;
+        }
+        token(&app, &a, "wrong-secret", "intruder/0.1").await;
+        let (admin, _) = app.signed_in("root@example.com").await;
+        let path = format!("/admin/clients/{a}/activity");
+        let page = admin
+            .get(app.url(&format!("{path}?limit=2")))
+            .header("accept-language", "fr")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{}", db.backend);
+        let html = page.text().await.unwrap();
+        assert_eq!(
+            text_of(&html, "h1").unwrap(),
+            "Activité du client : Reports"
+        );
+        assert_eq!(text_of(&html, "#summary-tokens").unwrap(), "3");
+        assert_eq!(text_of(&html, "#summary-failures").unwrap(), "1");
+        assert!(
+            text_of(&html, "#summary-addresses tbody")
+                .unwrap()
+                .contains("127.0.0.1")
+        );
+        let doc = scraper::Html::parse_document(&html);
+        let rows = scraper::Selector::parse("#activity-table tbody tr").unwrap();
+        let actions: Vec<_> = doc
+            .select(&rows)
+            .map(|r| r.value().attr("data-action").unwrap().to_string())
+            .collect();
+        assert_eq!(
+            actions,
+            ["client.auth_failed", "token.issued"],
+            "{}",
+            db.backend
+        );
+        assert!(html.contains("Échec de l’authentification du client"));
+        assert!(html.contains("reason: wrong_secret"), "the details shown");
+        // Every field labelled; the tables have headers; the filters are a GET form.
+        let labelled = scraper::Selector::parse("form.filters input, form.filters select").unwrap();
+        for field in doc.select(&labelled) {
+            let id = field.value().attr("id").unwrap();
+            assert!(html.contains(&format!("<label for=\"{id}\"")), "{id}");
+        }
+        assert!(html.contains("<form method=\"get\""));
+        let older = scraper::Selector::parse("#activity-older").unwrap();
+        let older = doc
+            .select(&older)
+            .next()
+            .unwrap()
+            .value()
+            .attr("href")
+            .unwrap();
+        let next = admin.get(app.url(older)).send().await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
+        let html = next.text().await.unwrap();
+        assert_eq!(
+            html.matches("data-action=\"token.issued\"").count(),
+            2,
+            "{}",
+            db.backend
+        );
+        let csv = scraper::Selector::parse("#activity-csv").unwrap();
+        let doc = scraper::Html::parse_document(&html);
+        let csv = doc
+            .select(&csv)
+            .next()
+            .unwrap()
+            .value()
+            .attr("href")
+            .unwrap();
+        assert!(csv.starts_with(&format!("/api/v1/clients/{a}/activity.csv")));
+        let response = admin.get(app.url(csv)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        // A filter that cannot be understood: 400, said on the page.
+        let bad = admin
+            .get(app.url(&format!("{path}?from=soon")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let html = bad.text().await.unwrap();
+        assert!(text_of(&html, "#activity-error").unwrap().contains("from"));
+
+        let (member, _) = app.signed_in("ada@example.com").await;
+        let status = member.get(app.url(&path)).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", db.backend);
+        let anonymous = app.client().get(app.url(&path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+        let unknown = admin
+            .get(app.url("/admin/clients/made-up/activity"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     }
 }
 
