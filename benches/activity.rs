@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog, EventKind};
+use gotthard::audit::{ActivityCursor, ActivityFilter, ActivityLog, EventKind, EventOwner};
 use gotthard::store::{Store, connect};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -103,7 +103,12 @@ async fn run(backend: &str, url: &str, size: Size, seed: Seed) -> anyhow::Result
     let mut deep = None;
     for _ in 0..50 {
         deep = log
-            .page(heavy, &ActivityFilter::default(), deep, 50)
+            .page(
+                EventOwner::User(heavy),
+                &ActivityFilter::default(),
+                deep,
+                50,
+            )
             .await?
             .next;
     }
@@ -163,7 +168,9 @@ async fn run(backend: &str, url: &str, size: Size, seed: Seed) -> anyhow::Result
         let mut times = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            let page = log.page(user_id, &filter, cursor, 50).await?;
+            let page = log
+                .page(EventOwner::User(user_id), &filter, cursor, 50)
+                .await?;
             times.push(t.elapsed());
             std::hint::black_box(page.events.len());
         }

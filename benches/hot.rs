@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gotthard::accounts::NewUser;
 use gotthard::accounts::password::{PasswordHasher, Verification};
-use gotthard::audit::{Action, ActivityEvent, ActivityFilter, ActivityLog, ClientInfo};
+use gotthard::audit::{Action, ActivityEvent, ActivityFilter, ActivityLog, ClientInfo, EventOwner};
 use gotthard::sessions::{NewSession, SignInMethod};
 use gotthard::store::{Store, connect};
 use gotthard::tokens::{OpaqueToken, SigningAlg, SigningKeys};
@@ -106,7 +106,12 @@ fn store(c: &mut Criterion) {
     group.bench_function("activity page (50 of 5 000 events)", |b| {
         b.to_async(&rt).iter(|| async {
             let page = log
-                .page(user_id, &ActivityFilter::default(), None, 50)
+                .page(
+                    EventOwner::User(user_id),
+                    &ActivityFilter::default(),
+                    None,
+                    50,
+                )
                 .await
                 .expect("page");
             assert_eq!(page.events.len(), 50);
@@ -117,8 +122,11 @@ fn store(c: &mut Criterion) {
         ..Default::default()
     };
     group.bench_function("activity page filtered by action", |b| {
-        b.to_async(&rt)
-            .iter(|| async { log.page(user_id, &failed, None, 50).await.expect("page") })
+        b.to_async(&rt).iter(|| async {
+            log.page(EventOwner::User(user_id), &failed, None, 50)
+                .await
+                .expect("page")
+        })
     });
     group.finish();
 }

@@ -40,6 +40,9 @@ pub enum WebError {
     /// Signed in, but the role does not allow it.
     #[error("forbidden")]
     Forbidden,
+    /// Signed in, but not an instance administrator.
+    #[error("instance administrators only")]
+    AdminOnly,
     /// A request the page explains (the message key); e.g. an unknown OAuth client.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -70,6 +73,7 @@ impl WebError {
             WebError::NotSignedIn => (StatusCode::SEE_OTHER, ""),
             WebError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
             WebError::Forbidden => (StatusCode::FORBIDDEN, "members-forbidden"),
+            WebError::AdminOnly => (StatusCode::FORBIDDEN, "error-admin-only"),
             WebError::BadRequest(key) => (StatusCode::BAD_REQUEST, key),
             WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),
         }

@@ -6,18 +6,15 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ApiError, Caller, Problem};
 use crate::AppState;
-use crate::audit::{ActivityEvent, csv_cell};
+use crate::audit::{ActivityEvent, EXPORT_CAP, EventOwner};
 use crate::http::{ActivityQuery, BadParameter};
 use crate::sessions::DeviceLabel;
 
-/// Events a CSV export holds at most.
-const CSV_CAP: usize = 100_000;
 #[derive(Serialize, ToSchema)]
 pub struct EventView {
     pub id: Uuid,
@@ -76,7 +73,7 @@ pub async fn list(
     let (filter, cursor, limit) = query.parse()?;
     let page = state
         .activity
-        .page(caller.me.user.id, &filter, cursor, limit)
+        .page(EventOwner::User(caller.me.user.id), &filter, cursor, limit)
         .await?;
     Ok(Json(ActivityList {
         events: page.events.iter().map(EventView::from).collect(),
@@ -99,33 +96,25 @@ pub async fn csv(
     let (filter, _, _) = query.parse()?;
     let events = state
         .activity
-        .all(caller.me.user.id, &filter, CSV_CAP)
+        .all(EventOwner::User(caller.me.user.id), &filter, EXPORT_CAP)
         .await?;
-    let mut body = String::from("time,action,product,ip,device,details\r\n");
-    for e in &events {
-        let view = EventView::from(e);
-        let device = format!("{} ({})", view.device.summary(), view.device.category);
-        let row = [
-            view.time.format(&Rfc3339).unwrap_or_default(),
-            view.action,
-            view.product,
-            view.ip,
-            device,
-            view.details.to_string(),
-        ];
-        let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
-        body.push_str(&cells.join(","));
-        body.push_str("\r\n");
-    }
-    Ok((
+    Ok(csv_attachment(
+        crate::audit::csv(&events),
+        "gotthard-activity.csv",
+    ))
+}
+
+/// A CSV body as a download named `filename`.
+pub(super) fn csv_attachment(body: String, filename: &str) -> Response {
+    (
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                "attachment; filename=\"gotthard-activity.csv\"",
+                format!("attachment; filename=\"{filename}\""),
             ),
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }

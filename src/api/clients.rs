@@ -94,7 +94,7 @@ pub struct ClientCreate {
     pub introspect_for: Vec<String>,
 }
 
-fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn require_instance_admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.me.user.is_admin {
         Ok(())
     } else {

@@ -5,6 +5,7 @@
 //! `account:write` (changes), so that other services can act for the user.
 
 mod activity;
+mod client_activity;
 mod clients;
 mod domains;
 mod me;
@@ -57,6 +58,8 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         clients::list,
         clients::create,
         clients::delete,
+        client_activity::list,
+        client_activity::csv,
         clients::consents,
         clients::revoke_consent,
         sso::show,
@@ -88,6 +91,10 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         clients::ClientView,
         clients::ClientList,
         clients::ClientCreate,
+        client_activity::ClientActivity,
+        client_activity::ClientSummaryView,
+        client_activity::HourView,
+        client_activity::AddressView,
         clients::ConsentList,
         crate::oidc::Consent,
         sso::SsoPut,
@@ -139,6 +146,7 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{org}/domains", get(domains::list).post(domains::add))
         .route("/orgs/{org}/domains/{domain}", delete(domains::remove))
         .route("/orgs/{org}/domains/{domain}/verify", post(domains::verify))
+        .merge(client_activity::routes())
 }
 
 async fn openapi() -> Response {

@@ -9,9 +9,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use device::DeviceLabel;
-pub use query::{ActivityLog, ActivityPage, MAX_PAGE, Retention, csv_cell};
+pub use query::{
+    ActivityLog, ActivityPage, ClientSummary, EXPORT_CAP, MAX_PAGE, Retention, SUMMARY_WINDOW, csv,
+    csv_cell,
+};
 
-pub use crate::store::activity::{ActivityCursor, ActivityEvent, ActivityFilter, EventKind};
+pub use crate::store::activity::{
+    ActivityCursor, ActivityEvent, ActivityFilter, AddressCount, EventKind, EventOwner, HourCount,
+};
 
 /// Where a request came from, as recorded in events and sessions.
 #[derive(Debug, Clone, Default)]
@@ -58,11 +63,14 @@ pub enum Action {
     SsoChanged,
     /// An organization's e-mail domain was added, verified, withdrawn or removed.
     DomainChanged,
+    /// A request named a registered OAuth client but failed its authentication (wrong
+    /// secret, bad, expired or replayed client assertion, another method than registered).
+    ClientAuthFailed,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -83,6 +91,7 @@ impl Action {
         Action::SsoLinked,
         Action::SsoChanged,
         Action::DomainChanged,
+        Action::ClientAuthFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +116,7 @@ impl Action {
             Action::SsoLinked => "sso.linked",
             Action::SsoChanged => "sso.changed",
             Action::DomainChanged => "domain.changed",
+            Action::ClientAuthFailed => "client.auth_failed",
         }
     }
 }
@@ -133,6 +143,12 @@ impl ActivityEvent {
         self
     }
 
+    /// The same event filed under an OAuth client (its id, and its name as the product).
+    pub fn for_client(mut self, client_id: &str, name: &str) -> Self {
+        self.client_id = Some(client_id.to_string());
+        self.for_product(name)
+    }
+
     pub fn new(
         user_id: Option<Uuid>,
         action: Action,
@@ -146,6 +162,7 @@ impl ActivityEvent {
             actor_id: None,
             action: action.as_str().to_string(),
             product: PRODUCT_ACCOUNT.to_string(),
+            client_id: None,
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             details: details.to_string(),

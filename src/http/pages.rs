@@ -45,6 +45,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sso_error.html", include_str!("templates/sso_error.html")),
     ("sso_link.html", include_str!("templates/sso_link.html")),
     ("sso_admin.html", include_str!("templates/sso_admin.html")),
+    (
+        "clients/activity.html",
+        include_str!("templates/clients/activity.html"),
+    ),
 ];
 
 /// Templates and texts, loaded once at start.

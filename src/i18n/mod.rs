@@ -139,6 +139,16 @@ mod tests {
     }
 
     #[test]
+    fn every_action_has_words() {
+        let i18n = I18n::load().unwrap();
+        let english = i18n.keys("en");
+        for action in crate::audit::Action::ALL {
+            let key = format!("action-{}", action.as_str().replace(['.', '_'], "-"));
+            assert!(english.contains(&key), "no words for {}", action.as_str());
+        }
+    }
+
+    #[test]
     fn negotiates_from_accept_language() {
         let i18n = Arc::new(I18n::load().unwrap());
         assert_eq!(

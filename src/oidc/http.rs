@@ -216,12 +216,20 @@ async fn token(
     }
 }
 
-async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn introspect(
+    State(state): State<AppState>,
+    requester: ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.clock.now();
     let result = async {
         let form = oauth_form(&headers, &body)?;
         let creds = client_credentials(&headers, &form)?;
-        let client = state.provider.authenticate_client(&creds, now).await?;
+        let client = state
+            .provider
+            .authenticate_client(&creds, &requester, now)
+            .await?;
         if client.is_public() {
             return Err(OAuthError::invalid_client());
         }
@@ -247,7 +255,10 @@ async fn revoke(
     let result = async {
         let form = oauth_form(&headers, &body)?;
         let creds = client_credentials(&headers, &form)?;
-        let client = state.provider.authenticate_client(&creds, now).await?;
+        let client = state
+            .provider
+            .authenticate_client(&creds, &requester, now)
+            .await?;
         let token = form
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

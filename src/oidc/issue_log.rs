@@ -1,7 +1,9 @@
 //! Group commit of issued tokens: requests hand their records (activity event, refresh
 //! token) to one writer, which stores whatever has queued up in one transaction and answers
 //! each request only once that transaction committed. Nothing is acknowledged before it is
-//! stored; under load many tokens share one commit instead of paying one each.
+//! stored; under load many tokens share one commit instead of paying one each. The provider
+//! runs a second one for failed client authentications, so that those never wait in line
+//! with (or ahead of) the tokens.
 
 use std::sync::Arc;
 

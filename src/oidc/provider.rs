@@ -60,6 +60,9 @@ pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-
 pub struct Provider {
     checks: Arc<TokenChecks>,
     issues: super::issue_log::IssueLog,
+    /// Failed client authentications: a writer of their own, so that a flood of them never
+    /// queues ahead of the tokens issued.
+    refusals: super::issue_log::IssueLog,
     store: Arc<dyn Store>,
     keys: Arc<SigningKeys>,
     issuer: String,
@@ -88,6 +91,7 @@ impl Provider {
         let authorization_server = serde_json::to_vec(&metadata).unwrap_or_default().into();
         Self {
             issues: super::issue_log::IssueLog::start(store.clone()),
+            refusals: super::issue_log::IssueLog::start(store.clone()),
             checks: Arc::new(TokenChecks::new(store.revocations().clone(), cache_scope)),
             store,
             keys,
@@ -176,7 +180,8 @@ fn profile_claims(user: &User, scope: &str) -> Vec<(&'static str, Value)> {
     claims
 }
 
-/// An activity event under a relying application's name (the activity log's "product").
+/// An activity event filed under a relying application: its id, and its name as the
+/// activity log's "product".
 fn app_event(
     user: Option<Uuid>,
     action: Action,
@@ -185,7 +190,7 @@ fn app_event(
     client_info: &ClientInfo,
     now: OffsetDateTime,
 ) -> ActivityEvent {
-    ActivityEvent::new(user, action, client_info, details, now).for_product(&client.name)
+    ActivityEvent::new(user, action, client_info, details, now).for_client(&client.id, &client.name)
 }
 
 /// Adds query parameters to a registered URI (which may already have a query).

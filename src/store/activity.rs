@@ -20,6 +20,9 @@ pub struct ActivityEvent {
     pub actor_id: Option<Uuid>,
     pub action: String,
     pub product: String,
+    /// The OAuth client the event concerns (tokens issued to it, its failed
+    /// authentications, consents to it); the product is only its name, which may repeat.
+    pub client_id: Option<String>,
     pub ip: String,
     pub user_agent: String,
     /// A small JSON object.
@@ -68,6 +71,47 @@ impl EventKind {
             }
         }
     }
+}
+
+/// Whose events a query reads.
+#[derive(Debug, Clone, Copy)]
+pub enum EventOwner<'a> {
+    /// A user's own log.
+    User(Uuid),
+    /// Everything that concerns an OAuth client (the operator's view of it).
+    Client(&'a str),
+}
+
+/// Machine clients' activity over a window, counted in SQL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    /// Hours with tokens issued or failed authentications, oldest first.
+    pub hours: Vec<HourCount>,
+    /// Where requests came from, most tokens first (at most [`MAX_ADDRESSES`]).
+    pub addresses: Vec<AddressCount>,
+    /// The last token issued to the client, at any time the log still holds.
+    pub last_issued: Option<OffsetDateTime>,
+}
+
+/// Addresses a summary lists at most.
+pub const MAX_ADDRESSES: i64 = 100;
+
+/// One hour of a client's activity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// The start of the hour (UTC).
+    pub hour: OffsetDateTime,
+    pub tokens: i64,
+    pub failures: i64,
+}
+
+/// One source address of a client's requests.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AddressCount {
+    pub ip: String,
+    pub tokens: i64,
+    pub failures: i64,
+    pub last_seen: OffsetDateTime,
 }
 
 /// The position after the last event of a page: its time and id. Events added later sort
@@ -119,14 +163,25 @@ pub trait ActivityStore: Send + Sync {
         user_id: Uuid,
         limit: i64,
     ) -> Result<Vec<ActivityEvent>, StoreError>;
-    /// A user's events matching `filter`, newest first, strictly after `after`.
+    /// The events of `owner` matching `filter`, newest first, strictly after `after`.
     async fn query_events(
         &self,
-        user_id: Uuid,
+        owner: EventOwner<'_>,
         filter: &ActivityFilter,
         after: Option<&ActivityCursor>,
         limit: i64,
     ) -> Result<Vec<ActivityEvent>, StoreError>;
+    /// Tokens issued to a client and its failed authentications in `[from, to)`, per hour
+    /// and per source address, and its last token.
+    async fn client_counts(
+        &self,
+        client_id: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<ClientCounts, StoreError>;
+    /// Whether the client is registered, or named by an event (a deleted client's history
+    /// stays readable).
+    async fn client_on_record(&self, client_id: &str) -> Result<bool, StoreError>;
     /// Deletes up to `limit` events of `kind` older than `before`; how many.
     async fn prune_events(
         &self,
@@ -136,8 +191,13 @@ pub trait ActivityStore: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
+/// The columns of [`ActivityEvent`], in its order.
+pub(super) const EVENT_COLUMNS: &str =
+    "id, user_id, actor_id, action, product, client_id, ip, user_agent, details, created_at";
+
 macro_rules! activity_store {
-    ($store:ident, $db:ty) => {
+    // `$hour`: the SQL of an event's hour as a number (seconds since 1970 / 3600).
+    ($store:ident, $db:ty, $hour:literal) => {
         #[async_trait]
         impl ActivityStore for $store {
             async fn record_failure(
@@ -183,11 +243,11 @@ macro_rules! activity_store {
                 user_id: Uuid,
                 limit: i64,
             ) -> Result<Vec<ActivityEvent>, StoreError> {
-                Ok(sqlx::query_as::<_, ActivityEvent>(
-                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
-                     created_at FROM activity_events WHERE user_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2",
-                )
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM activity_events WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                );
+                Ok(sqlx::query_as::<_, ActivityEvent>(&sql)
                 .bind(user_id)
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -196,18 +256,23 @@ macro_rules! activity_store {
 
             async fn query_events(
                 &self,
-                user_id: Uuid,
+                owner: EventOwner<'_>,
                 filter: &ActivityFilter,
                 after: Option<&ActivityCursor>,
                 limit: i64,
             ) -> Result<Vec<ActivityEvent>, StoreError> {
                 // Only the filters in use go into the SQL, so each query shape can walk the
-                // (user_id, created_at, id) indexes from the newest end.
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, user_id, actor_id, action, product, ip, user_agent, details, \
-                     created_at FROM activity_events WHERE user_id = ",
-                );
-                q.push_bind(user_id);
+                // (user_id, created_at, id) or (client_id, created_at, id) indexes from the
+                // newest end.
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {EVENT_COLUMNS} FROM activity_events WHERE "
+                ));
+                match owner {
+                    EventOwner::User(user_id) => q.push("user_id = ").push_bind(user_id),
+                    EventOwner::Client(client_id) => {
+                        q.push("client_id = ").push_bind(client_id.to_string())
+                    }
+                };
                 if let Some(from) = filter.from {
                     q.push(" AND created_at >= ").push_bind(from);
                 }
@@ -234,6 +299,78 @@ macro_rules! activity_store {
                     .await?)
             }
 
+            async fn client_counts(
+                &self,
+                client_id: &str,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> Result<ClientCounts, StoreError> {
+                // Both counts in one pass over the client's index range.
+                let counted = "SUM(CASE WHEN action = 'token.issued' THEN 1 ELSE 0 END) AS tokens, \
+                     SUM(CASE WHEN action = 'client.auth_failed' THEN 1 ELSE 0 END) AS failures";
+                let window = "FROM activity_events WHERE client_id = $1 \
+                     AND created_at >= $2 AND created_at < $3 \
+                     AND action IN ('token.issued', 'client.auth_failed')";
+                // Planned with the values each time (not persistent): a generic plan of
+                // PostgreSQL cannot see how narrow the client is and walked the whole window
+                // of every client by `activity_time` instead.
+                let hours: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
+                    "SELECT {hour} AS hour, {counted} {window} GROUP BY {hour} ORDER BY hour",
+                    hour = $hour,
+                ))
+                .persistent(false)
+                .bind(client_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                let addresses = sqlx::query_as::<_, AddressCount>(&format!(
+                    "SELECT ip, {counted}, MAX(created_at) AS last_seen {window} \
+                     GROUP BY ip ORDER BY tokens DESC, failures DESC, ip LIMIT $4"
+                ))
+                .persistent(false)
+                .bind(client_id)
+                .bind(from)
+                .bind(to)
+                .bind(MAX_ADDRESSES)
+                .fetch_all(&self.pool)
+                .await?;
+                let last_issued: Option<(time::OffsetDateTime,)> = sqlx::query_as(
+                    "SELECT created_at FROM activity_events \
+                     WHERE client_id = $1 AND action = 'token.issued' \
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let hours = hours
+                    .into_iter()
+                    .filter_map(|(hour, tokens, failures)| {
+                        Some(HourCount {
+                            hour: time::OffsetDateTime::from_unix_timestamp(hour * 3600).ok()?,
+                            tokens,
+                            failures,
+                        })
+                    })
+                    .collect();
+                Ok(ClientCounts {
+                    hours,
+                    addresses,
+                    last_issued: last_issued.map(|(at,)| at),
+                })
+            }
+
+            async fn client_on_record(&self, client_id: &str) -> Result<bool, StoreError> {
+                let (found,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM oauth_clients WHERE id = $1) \
+                     OR EXISTS (SELECT 1 FROM activity_events WHERE client_id = $1)",
+                )
+                .bind(client_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(found)
+            }
+
             async fn prune_events(
                 &self,
                 kind: EventKind,
@@ -251,8 +388,16 @@ macro_rules! activity_store {
     };
 }
 
-activity_store!(SqliteStore, sqlx::Sqlite);
-activity_store!(PostgresStore, sqlx::Postgres);
+activity_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "CAST(strftime('%s', created_at) AS INTEGER) / 3600"
+);
+activity_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    "CAST(floor(extract(epoch FROM created_at) / 3600) AS BIGINT)"
+);
 
 #[cfg(test)]
 mod tests {

@@ -482,8 +482,8 @@ macro_rules! oidc_store {
                 }
                 if !issues.is_empty() {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO activity_events (id, user_id, actor_id, action, product, ip, \
-                         user_agent, details, created_at) ",
+                        "INSERT INTO activity_events (id, user_id, actor_id, action, product, \
+                         client_id, ip, user_agent, details, created_at) ",
                     );
                     insert.push_values(issues.iter().map(|(_, e)| e), |mut row, e| {
                         row.push_bind(e.id)
@@ -491,6 +491,7 @@ macro_rules! oidc_store {
                             .push_bind(e.actor_id)
                             .push_bind(e.action.clone())
                             .push_bind(e.product.clone())
+                            .push_bind(e.client_id.clone())
                             .push_bind(e.ip.clone())
                             .push_bind(e.user_agent.clone())
                             .push_bind(e.details.clone())

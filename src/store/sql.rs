@@ -17,8 +17,8 @@ pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin,
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO activity_events \
-     (id, user_id, actor_id, action, product, ip, user_agent, details, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     (id, user_id, actor_id, action, product, client_id, ip, user_agent, details, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 pub(super) const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, password_hash, \
      is_admin, lockout_threshold, created_at, updated_at) \
@@ -157,6 +157,7 @@ where
     Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<Uuid>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     time::OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     query
@@ -165,6 +166,7 @@ where
         .bind(event.actor_id)
         .bind(event.action.as_str())
         .bind(event.product.as_str())
+        .bind(event.client_id.as_deref())
         .bind(event.ip.as_str())
         .bind(event.user_agent.as_str())
         .bind(event.details.as_str())

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::Action;
+use crate::audit::{Action, EventOwner};
 use crate::error::WebError;
 use crate::http::{ActivityQuery, CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::sessions::{DeviceLabel, EndedBy};
@@ -223,11 +223,7 @@ pub async fn activity(
 ) -> Result<Response, WebError> {
     let page = page.for_user(&state, &signed_in.user);
     let tr = &page.tr;
-    let label = |code: &str| {
-        let key = format!("action-{}", code.replace('.', "-"));
-        let text = tr.t(&key);
-        if text == key { code.to_string() } else { text }
-    };
+    let label = |code: &str| action_label(tr, code);
     let actions: Vec<_> = Action::ALL
         .iter()
         .map(|a| context! { code => a.as_str(), label => label(a.as_str()) })
@@ -236,7 +232,7 @@ pub async fn activity(
         Ok((filter, cursor, limit)) => {
             let found = state
                 .activity
-                .page(signed_in.user.id, &filter, cursor, limit)
+                .page(EventOwner::User(signed_in.user.id), &filter, cursor, limit)
                 .await?;
             let events: Vec<_> = found
                 .events
@@ -286,8 +282,16 @@ pub async fn activity(
     Ok((status, Html(html)).into_response())
 }
 
+/// The words for an action code (`token.reuse_detected` → `action-token-reuse-detected`);
+/// the code itself when no locale has it.
+pub(super) fn action_label(tr: &crate::web::Translator, code: &str) -> String {
+    let key = format!("action-{}", code.replace(['.', '_'], "-"));
+    let text = tr.t(&key);
+    if text == key { code.to_string() } else { text }
+}
+
 /// The filters of `query` (and a cursor) as a query string for links.
-fn link_query(query: &ActivityQuery, cursor: Option<String>) -> String {
+pub(super) fn link_query(query: &ActivityQuery, cursor: Option<String>) -> String {
     let pairs = [
         ("from", query.from.clone()),
         ("to", query.to.clone()),

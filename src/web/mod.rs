@@ -3,6 +3,7 @@
 //! services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
+mod clients;
 mod login;
 mod members;
 mod security;
@@ -74,6 +75,7 @@ pub fn routes() -> Router<AppState> {
             "/account/orgs/{org}/domains/verify",
             axum::routing::post(sso_admin::verify_domain),
         )
+        .merge(clients::routes())
 }
 
 async fn stylesheet() -> Response {

@@ -3,6 +3,7 @@
 mod activity;
 mod browser;
 mod cli;
+mod client_activity;
 mod data_at_rest;
 mod dns;
 mod domains;

@@ -334,6 +334,20 @@ async fn code_flow_with_pkce_refresh_rotation_reuse_detection_and_userinfo() {
                 .iter()
                 .any(|e| e.action == "token.issued" && e.product == "Webmail")
         );
+        // Every event of the app's tokens is filed under its id (the operator's view).
+        let grants: Vec<_> = events
+            .iter()
+            .filter(|e| e.action.starts_with("token."))
+            .map(|e| (e.client_id.as_deref(), e.details.contains("refresh_token")))
+            .collect();
+        assert!(
+            grants
+                .iter()
+                .all(|(id, _)| *id == Some(registered.id.as_str())),
+            "{}: {grants:?}",
+            db.backend
+        );
+        assert!(grants.iter().any(|(_, refresh)| *refresh), "{grants:?}");
     }
 }
 

@@ -232,3 +232,22 @@ domain-error-missing = No TXT record with this organization’s value was found 
 domain-error-dns = DNS did not answer for “{ $domain }”. Try again in a minute.
 domain-error-taken = “{ $domain }” is verified by another organization.
 sso-error-exchange = Your organization's sign-in service did not complete the sign-in. If this persists, ask your administrator to check the organization's SSO connection.
+
+# The operator's view of an OAuth client (/admin/clients/{id}/activity).
+client-activity-title = Client activity: { $name }
+client-activity-id = Client id
+client-activity-deleted = deleted; its history is kept
+client-activity-summary = Summary
+client-activity-window = From { $from } to { $to } (UTC).
+client-activity-tokens = Tokens issued
+client-activity-failures = Failed authentications
+client-activity-last-used = Last token issued
+client-activity-never = never
+client-activity-per-hour = Per hour
+client-activity-col-hour = Hour (UTC)
+client-activity-addresses = Source addresses
+client-activity-col-last-seen = Last seen (UTC)
+client-activity-events = Events
+client-activity-col-details = Details
+action-client-auth-failed = Client authentication failed
+error-admin-only = Only instance administrators see this page.

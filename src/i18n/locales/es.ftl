@@ -232,3 +232,22 @@ domain-error-missing = No se encontró ningún registro TXT con el valor de esta
 domain-error-dns = El DNS no respondió para «{ $domain }». Inténtalo de nuevo en un minuto.
 domain-error-taken = «{ $domain }» está verificado por otra organización.
 sso-error-exchange = El servicio de inicio de sesión de su organización no completó el inicio de sesión. Si se repite, pida a su administrador que revise la conexión SSO de la organización.
+
+# The operator's view of an OAuth client (/admin/clients/{id}/activity).
+client-activity-title = Actividad del cliente: { $name }
+client-activity-id = Id del cliente
+client-activity-deleted = eliminado; su historial se conserva
+client-activity-summary = Resumen
+client-activity-window = Del { $from } al { $to } (UTC).
+client-activity-tokens = Tokens emitidos
+client-activity-failures = Autenticaciones fallidas
+client-activity-last-used = Último token emitido
+client-activity-never = nunca
+client-activity-per-hour = Por hora
+client-activity-col-hour = Hora (UTC)
+client-activity-addresses = Direcciones de origen
+client-activity-col-last-seen = Visto por última vez (UTC)
+client-activity-events = Eventos
+client-activity-col-details = Detalles
+action-client-auth-failed = Autenticación del cliente fallida
+error-admin-only = Solo los administradores de la instancia ven esta página.

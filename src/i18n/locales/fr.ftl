@@ -232,3 +232,22 @@ domain-error-missing = Aucun enregistrement TXT avec la valeur de cette organisa
 domain-error-dns = Le DNS n’a pas répondu pour « { $domain } ». Réessayez dans une minute.
 domain-error-taken = « { $domain } » est vérifié par une autre organisation.
 sso-error-exchange = Le service de connexion de votre organisation n'a pas terminé la connexion. Si cela persiste, demandez à votre administrateur de vérifier la connexion SSO de l'organisation.
+
+# The operator's view of an OAuth client (/admin/clients/{id}/activity).
+client-activity-title = Activité du client : { $name }
+client-activity-id = Identifiant du client
+client-activity-deleted = supprimé ; son historique est conservé
+client-activity-summary = Résumé
+client-activity-window = Du { $from } au { $to } (UTC).
+client-activity-tokens = Jetons émis
+client-activity-failures = Authentifications échouées
+client-activity-last-used = Dernier jeton émis
+client-activity-never = jamais
+client-activity-per-hour = Par heure
+client-activity-col-hour = Heure (UTC)
+client-activity-addresses = Adresses d’origine
+client-activity-col-last-seen = Vu pour la dernière fois (UTC)
+client-activity-events = Événements
+client-activity-col-details = Détails
+action-client-auth-failed = Échec de l’authentification du client
+error-admin-only = Seuls les administrateurs de l’instance voient cette page.

@@ -1,11 +1,15 @@
 //! Clients: registration and their authentication at the token, introspection and
 //! revocation endpoints.
 
+use serde_json::json;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{CLIENT_ASSERTION_TYPE, ClientCredentials, OAuthError, Provider, backchannel};
+use super::{
+    CLIENT_ASSERTION_TYPE, ClientCredentials, OAuthError, Provider, app_event, backchannel,
+};
+use crate::audit::{Action, ClientInfo};
 use crate::oidc::model::{Client, ClientAuthMethod};
 use crate::store::StoreError;
 use crate::tokens::{OpaqueToken, SigningAlg, TokenDigest};
@@ -188,10 +192,13 @@ impl Provider {
     }
 
     /// Authenticates the client by its registered method (OIDC Core 9). Every failure is
-    /// the same `invalid_client`.
+    /// the same `invalid_client`. A failure of a registered client is recorded under its id
+    /// (`client.auth_failed`, with where the request came from); one of an unknown id is
+    /// not, or anyone could fill the log with made-up ids.
     pub async fn authenticate_client(
         &self,
         creds: &ClientCredentials,
+        requester: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<Client, OAuthError> {
         let (method, id) = match (&creds.basic, &creds.client_secret, &creds.assertion) {
@@ -225,23 +232,52 @@ impl Provider {
             .client(&id)
             .await?
             .ok_or_else(OAuthError::invalid_client)?;
+        match self.check_credentials(&client, method, creds, now).await? {
+            Ok(()) => Ok(client),
+            Err(reason) => {
+                let event = app_event(
+                    None,
+                    Action::ClientAuthFailed,
+                    &client,
+                    json!({
+                        "client_id": client.id,
+                        "reason": reason.as_str(),
+                        "method": method.as_str(),
+                    }),
+                    requester,
+                    now,
+                );
+                // Its own group commit: failures queue apart from the tokens issued.
+                self.refusals.record((None, event)).await?;
+                Err(OAuthError::invalid_client())
+            }
+        }
+    }
+
+    /// Checks the credentials of a known client: `Ok(Err(reason))` when they fail.
+    async fn check_credentials(
+        &self,
+        client: &Client,
+        method: ClientAuthMethod,
+        creds: &ClientCredentials,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), AuthFailure>, StoreError> {
         if client.auth_method != method {
-            return Err(OAuthError::invalid_client());
+            return Ok(Err(AuthFailure::WrongMethod));
         }
         let secret = match method {
             ClientAuthMethod::ClientSecretBasic => creds.basic.as_ref().map(|(_, s)| s.as_str()),
             ClientAuthMethod::ClientSecretPost => creds.client_secret.as_deref(),
             ClientAuthMethod::PrivateKeyJwt => {
-                self.check_client_assertion(&client, creds, now).await?;
-                return Ok(client);
+                return self.check_client_assertion(client, creds, now).await;
             }
-            ClientAuthMethod::None => return Ok(client),
+            ClientAuthMethod::None => return Ok(Ok(())),
         };
         let given = TokenDigest::of(secret.unwrap_or_default());
-        match client.secret_hash {
-            Some(stored) if bool::from(stored.0.ct_eq(&given.0)) => Ok(client),
-            _ => Err(OAuthError::invalid_client()),
-        }
+        Ok(match client.secret_hash {
+            Some(stored) if bool::from(stored.0.ct_eq(&given.0)) => Ok(()),
+            _ => Err(AuthFailure::WrongSecret),
+        })
     }
 
     async fn check_client_assertion(
@@ -249,7 +285,7 @@ impl Provider {
         client: &Client,
         creds: &ClientCredentials,
         now: OffsetDateTime,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<Result<(), AuthFailure>, StoreError> {
         #[derive(serde::Deserialize)]
         struct Assertion {
             iss: String,
@@ -257,25 +293,32 @@ impl Provider {
             exp: i64,
             jti: String,
         }
+        let bad = Err(AuthFailure::BadAssertion);
         if creds.assertion_type.as_deref() != Some(CLIENT_ASSERTION_TYPE) {
-            return Err(OAuthError::invalid_client());
+            return Ok(bad);
         }
         let token = creds.assertion.as_deref().unwrap_or_default();
-        let jwks: jsonwebtoken::jwk::JwkSet = client
+        let Some(jwks) = client
             .jwks
             .as_deref()
-            .and_then(|j| serde_json::from_str(j).ok())
-            .ok_or_else(OAuthError::invalid_client)?;
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| OAuthError::invalid_client())?;
+            .and_then(|j| serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(j).ok())
+        else {
+            return Ok(bad);
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Ok(bad);
+        };
         let jwk = match &header.kid {
             Some(kid) => jwks.find(kid),
             None if jwks.keys.len() == 1 => jwks.keys.first(),
             None => None,
-        }
-        .ok_or_else(OAuthError::invalid_client)?;
-        let key =
-            jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| OAuthError::invalid_client())?;
+        };
+        let Some(jwk) = jwk else {
+            return Ok(bad);
+        };
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else {
+            return Ok(bad);
+        };
         // The algorithm comes from the registered key, never from the header alone.
         let alg = match (&jwk.algorithm, header.alg) {
             (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), a)
@@ -294,28 +337,55 @@ impl Provider {
                 jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_),
                 jsonwebtoken::Algorithm::EdDSA,
             ) => jsonwebtoken::Algorithm::EdDSA,
-            _ => return Err(OAuthError::invalid_client()),
+            _ => return Ok(bad),
         };
         let mut validation = jsonwebtoken::Validation::new(alg);
         // RFC 7523 §3: the audience is the token endpoint (the issuer is also accepted).
         validation.set_audience(&[format!("{}/oauth2/token", self.issuer), self.issuer.clone()]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        let claims = jsonwebtoken::decode::<Assertion>(token, &key, &validation)
-            .map_err(|_| OAuthError::invalid_client())?
-            .claims;
+        let claims = match jsonwebtoken::decode::<Assertion>(token, &key, &validation) {
+            Ok(decoded) => decoded.claims,
+            Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                return Ok(Err(AuthFailure::ExpiredAssertion));
+            }
+            Err(_) => return Ok(bad),
+        };
         if claims.iss != client.id || claims.sub != client.id || claims.jti.is_empty() {
-            return Err(OAuthError::invalid_client());
+            return Ok(bad);
         }
-        let expires = OffsetDateTime::from_unix_timestamp(claims.exp)
-            .map_err(|_| OAuthError::invalid_client())?;
+        let Ok(expires) = OffsetDateTime::from_unix_timestamp(claims.exp) else {
+            return Ok(bad);
+        };
         if expires > now + time::Duration::hours(1) {
-            return Err(OAuthError::invalid_client());
+            return Ok(bad);
         }
         // Single use: a replayed assertion is refused.
         let jti = format!("assertion:{}:{}", client.id, claims.jti);
         if !self.store.remember_jti(&jti, expires).await? {
-            return Err(OAuthError::invalid_client());
+            return Ok(Err(AuthFailure::ReplayedAssertion));
         }
-        Ok(())
+        Ok(Ok(()))
+    }
+}
+
+/// Why a registered client's authentication failed, as recorded (never told the caller).
+#[derive(Debug, Clone, Copy)]
+enum AuthFailure {
+    WrongMethod,
+    WrongSecret,
+    BadAssertion,
+    ExpiredAssertion,
+    ReplayedAssertion,
+}
+
+impl AuthFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::WrongMethod => "wrong_method",
+            AuthFailure::WrongSecret => "wrong_secret",
+            AuthFailure::BadAssertion => "bad_assertion",
+            AuthFailure::ExpiredAssertion => "expired_assertion",
+            AuthFailure::ReplayedAssertion => "replayed_assertion",
+        }
     }
 }

@@ -53,7 +53,7 @@ impl Provider {
         let grant_type = params
             .get("grant_type")
             .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-        let client = self.authenticate_client(creds, now).await?;
+        let client = self.authenticate_client(creds, client_info, now).await?;
         match grant_type.as_str() {
             "authorization_code" => self.exchange_code(&client, params, client_info, now).await,
             "refresh_token" => self.refresh(&client, params, client_info, now).await,

@@ -1,9 +1,11 @@
 //! `ActivityStore`: events recorded, failures and their alerts, queries, pruning.
 
-use gotthard::audit::{Action, ActivityCursor, ActivityFilter, EventKind};
-use time::Duration;
+use gotthard::audit::{
+    Action, ActivityCursor, ActivityEvent, ActivityFilter, EventKind, EventOwner,
+};
+use time::{Duration, OffsetDateTime};
 
-use super::{add_user, anonymous_event, each_store, event, mail, new_user, now};
+use super::{add_user, anonymous_event, client, each_store, event, mail, new_user, now};
 
 #[tokio::test]
 async fn recent_events_are_newest_first_and_limited() {
@@ -140,7 +142,7 @@ async fn queries_filter_by_time_product_and_action_and_page_without_repeats() {
             let store = store.clone();
             async move {
                 store
-                    .query_events(ada.id, &filter, None, 100)
+                    .query_events(EventOwner::User(ada.id), &filter, None, 100)
                     .await
                     .unwrap()
             }
@@ -192,7 +194,12 @@ async fn queries_filter_by_time_product_and_action_and_page_without_repeats() {
         let mut cursor: Option<ActivityCursor> = None;
         loop {
             let page = store
-                .query_events(ada.id, &ActivityFilter::default(), cursor.as_ref(), 2)
+                .query_events(
+                    EventOwner::User(ada.id),
+                    &ActivityFilter::default(),
+                    cursor.as_ref(),
+                    2,
+                )
                 .await
                 .unwrap();
             assert!(page.len() <= 2);
@@ -255,10 +262,10 @@ async fn each_kind_of_event_is_pruned_on_its_own() {
         let at = now();
         let ada = add_user(&*store, "ada@example.com", at).await;
         let old = at - Duration::days(100);
-        // Machine: tokens without a user.
-        for _ in 0..2 {
+        // Machine: a token without a user, a failed client authentication.
+        for action in [Action::TokenIssued, Action::ClientAuthFailed] {
             store
-                .record_event(&anonymous_event(Action::TokenIssued, old))
+                .record_event(&anonymous_event(action, old))
                 .await
                 .unwrap();
         }
@@ -296,5 +303,142 @@ async fn each_kind_of_event_is_pruned_on_its_own() {
             db.backend
         );
         assert_eq!(db.count("activity_events").await, 0, "{}", db.backend);
+    }
+}
+
+/// A machine event of client `id` (named "Shared", like its twin) from `ip`.
+fn machine(id: &str, action: Action, ip: &str, at: OffsetDateTime) -> ActivityEvent {
+    let mut e = anonymous_event(action, at).for_client(id, "Shared");
+    e.ip = ip.to_string();
+    e
+}
+
+#[tokio::test]
+async fn a_clients_events_are_read_by_its_id_and_counted_per_hour_and_address() {
+    for (store, db) in each_store().await {
+        // On the hour, so that the buckets below are the test's own.
+        let at = now().replace_minute(0).unwrap().replace_second(0).unwrap() - Duration::hours(5);
+        let ada = add_user(&*store, "ada@example.com", at).await;
+        store
+            .insert_client(&client("twin-a", "Shared", None, at))
+            .await
+            .unwrap();
+        store
+            .insert_client(&client("twin-b", "Shared", None, at))
+            .await
+            .unwrap();
+        let m = |minutes| at + Duration::minutes(minutes);
+        let a_events = [
+            machine("twin-a", Action::TokenIssued, "192.0.2.1", m(1)),
+            machine("twin-a", Action::TokenIssued, "192.0.2.1", m(2)),
+            machine("twin-a", Action::ClientAuthFailed, "198.51.100.9", m(3)),
+            machine("twin-a", Action::TokenIssued, "192.0.2.2", m(61)),
+            machine("twin-a", Action::TokenIssued, "192.0.2.1", m(125)),
+        ];
+        // Through the group commit's statement, as the token endpoint writes them.
+        let issues: Vec<_> = a_events.iter().map(|e| (None, e.clone())).collect();
+        store.record_issues(&issues).await.unwrap();
+        // A user's token under the same client, and the twin's token.
+        let mut users = event(ada.id, Action::TokenIssued, m(4)).for_client("twin-a", "Shared");
+        users.ip = "192.0.2.1".into();
+        store.record_event(&users).await.unwrap();
+        store
+            .record_event(&machine("twin-b", Action::TokenIssued, "203.0.113.5", m(5)))
+            .await
+            .unwrap();
+
+        let read = |owner: &'static str, filter: ActivityFilter| {
+            let store = store.clone();
+            async move {
+                store
+                    .query_events(EventOwner::Client(owner), &filter, None, 100)
+                    .await
+                    .unwrap()
+            }
+        };
+        let all = read("twin-a", ActivityFilter::default()).await;
+        assert_eq!(all.len(), 6, "{}: twin-a's only", db.backend);
+        assert!(all.iter().all(|e| e.client_id.as_deref() == Some("twin-a")));
+        assert_eq!(all[0].id, a_events[4].id, "{}: newest first", db.backend);
+        let twin = read("twin-b", ActivityFilter::default()).await;
+        assert_eq!(twin.len(), 1, "{}", db.backend);
+        assert_eq!(twin[0].product, "Shared");
+        let failures = read(
+            "twin-a",
+            ActivityFilter {
+                action: Some("client.auth_failed".into()),
+                ..ActivityFilter::default()
+            },
+        )
+        .await;
+        assert_eq!(failures.len(), 1, "{}", db.backend);
+        assert_eq!(failures[0].user_id, None);
+        // The user's own log holds the user's token, not the machine's.
+        let ada_log = store
+            .query_events(
+                EventOwner::User(ada.id),
+                &ActivityFilter::default(),
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ada_log.len(), 1, "{}", db.backend);
+
+        let counts = store
+            .client_counts("twin-a", at, at + Duration::hours(3))
+            .await
+            .unwrap();
+        let hours: Vec<_> = counts
+            .hours
+            .iter()
+            .map(|h| ((h.hour - at).whole_hours(), h.tokens, h.failures))
+            .collect();
+        assert_eq!(hours, [(0, 3, 1), (1, 1, 0), (2, 1, 0)], "{}", db.backend);
+        let addresses: Vec<_> = counts
+            .addresses
+            .iter()
+            .map(|a| (a.ip.as_str(), a.tokens, a.failures))
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                ("192.0.2.1", 4, 0),
+                ("192.0.2.2", 1, 0),
+                ("198.51.100.9", 0, 1)
+            ],
+            "{}",
+            db.backend
+        );
+        assert_eq!(counts.addresses[0].last_seen, m(125), "{}", db.backend);
+        assert_eq!(counts.last_issued, Some(m(125)), "{}", db.backend);
+        // The window is [from, to): the last hour's token falls out; the last use stays.
+        let early = store.client_counts("twin-a", at, m(61)).await.unwrap();
+        assert_eq!(early.hours.len(), 1, "{}", db.backend);
+        assert_eq!(early.hours[0].tokens, 3);
+        assert_eq!(early.last_issued, Some(m(125)));
+        let none = store.client_counts("nobody", at, m(200)).await.unwrap();
+        assert_eq!(none, Default::default(), "{}", db.backend);
+
+        // On record: registered, or still named by the log once deleted; else not.
+        assert!(store.client_on_record("twin-b").await.unwrap());
+        assert!(store.delete_client("twin-b").await.unwrap());
+        assert!(
+            store.client_on_record("twin-b").await.unwrap(),
+            "{}",
+            db.backend
+        );
+        store
+            .insert_client(&client("quiet", "Quiet", None, at))
+            .await
+            .unwrap();
+        assert!(store.client_on_record("quiet").await.unwrap());
+        assert!(store.delete_client("quiet").await.unwrap());
+        assert!(
+            !store.client_on_record("quiet").await.unwrap(),
+            "{}",
+            db.backend
+        );
+        assert!(!store.client_on_record("nobody").await.unwrap());
     }
 }
