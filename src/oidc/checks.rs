@@ -39,6 +39,12 @@ struct Remembered<T> {
 /// Entries kept per cache; a full cache starts over (tokens live minutes).
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
+/// A cache this large drops what may no longer be used — liveness older than
+/// [`REMEMBER_AT_MOST`], claims of expired tokens — at every further [`SWEEP_EVERY`] entries,
+/// instead of keeping it in memory until the cache is full. (An hour's soak: a slow climb of 8 MB per instance before this.)
+const SWEEP_FROM: usize = 1024;
+const SWEEP_EVERY: usize = 256;
+
 /// A remembered liveness is read again after this long even when no revocation was heard:
 /// the bound on staleness if an instance commits a revocation it cannot announce.
 const REMEMBER_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
@@ -67,6 +73,13 @@ impl TokenChecks {
     }
 
     pub(super) fn keep_verified(&self, digest: TokenDigest, claims: AccessClaims) {
+        if let Ok(mut map) = self.verified.lock() {
+            let len = map.len();
+            if len >= SWEEP_FROM && len.is_multiple_of(SWEEP_EVERY) {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                map.retain(|_, c| c.exp > now);
+            }
+        }
         Self::remember(&self.verified, digest.0, claims);
     }
 
@@ -123,7 +136,55 @@ impl TokenChecks {
     ) {
         if let Some(epoch) = epoch {
             let at = std::time::Instant::now();
+            if let Ok(mut map) = map.lock() {
+                let len = map.len();
+                if len >= SWEEP_FROM && len.is_multiple_of(SWEEP_EVERY) {
+                    map.retain(|_, e| e.at.elapsed() < REMEMBER_AT_MOST);
+                }
+            }
             Self::remember(map, key.to_string(), Remembered { epoch, at, value });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(n: u32, exp: i64) -> (TokenDigest, AccessClaims) {
+        let mut digest = [0u8; 32];
+        digest[..4].copy_from_slice(&n.to_be_bytes());
+        let claims = AccessClaims {
+            iss: "https://id.example".into(),
+            sub: "sub".into(),
+            aud: "https://id.example".into(),
+            exp,
+            iat: exp - 300,
+            jti: n.to_string(),
+            client_id: "client".into(),
+            scope: String::new(),
+            sid: None,
+            auth_time: None,
+            gid: None,
+        };
+        (TokenDigest(digest), claims)
+    }
+
+    #[test]
+    fn claims_of_expired_tokens_are_swept_before_the_cache_fills() {
+        let checks = TokenChecks::new(Arc::default(), CacheScope::SingleInstance);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for n in 0..SWEEP_FROM as u32 {
+            let (digest, c) = claims(n, now - 1);
+            checks.keep_verified(digest, c);
+        }
+        let (live, c) = claims(u32::MAX, now + 300);
+        checks.keep_verified(live.clone(), c);
+        assert_eq!(
+            checks.verified.lock().unwrap().len(),
+            1,
+            "only the live token stays"
+        );
+        assert!(checks.verified(&live).is_some());
     }
 }
