@@ -179,7 +179,7 @@ mod tests {
             checks.keep_verified(digest, c);
         }
         let (live, c) = claims(u32::MAX, now + 300);
-        checks.keep_verified(live.clone(), c);
+        checks.keep_verified(live, c);
         assert_eq!(
             checks.verified.lock().unwrap().len(),
             1,
