@@ -54,7 +54,9 @@ pub enum EventKind {
 
 impl EventKind {
     /// Deletes a batch of this kind, oldest first; each kind has its own partial index on
-    /// `created_at`, so neither walks over the other's rows.
+    /// `created_at`, so neither walks over the other's rows. The `ORDER BY` makes it so:
+    /// without it PostgreSQL may take a sequential scan for the `LIMIT` (it did beside two
+    /// million account events, 780 ms for a batch of machine tokens on a busy machine).
     fn prune_sql(self) -> &'static str {
         match self {
             // The conditions are those of the indexes (migration `…_activity_retention_by_kind`),
@@ -62,12 +64,12 @@ impl EventKind {
             EventKind::Account => {
                 "DELETE FROM activity_events WHERE id IN (SELECT id FROM activity_events \
                  WHERE (user_id IS NOT NULL OR action NOT IN ('token.issued', 'client.auth_failed')) \
-                 AND created_at < $1 LIMIT $2)"
+                 AND created_at < $1 ORDER BY created_at LIMIT $2)"
             }
             EventKind::Machine => {
                 "DELETE FROM activity_events WHERE id IN (SELECT id FROM activity_events \
                  WHERE (user_id IS NULL AND action IN ('token.issued', 'client.auth_failed')) \
-                 AND created_at < $1 LIMIT $2)"
+                 AND created_at < $1 ORDER BY created_at LIMIT $2)"
             }
         }
     }
