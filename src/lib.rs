@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod federation;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod i18n;
 #[cfg(test)]
