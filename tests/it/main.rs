@@ -7,6 +7,7 @@ mod data_at_rest;
 mod dns;
 mod domains;
 mod entra;
+mod hostile;
 mod lockout;
 mod login;
 mod me;
