@@ -9,8 +9,8 @@ use crate::error::WebError;
 
 /// An `application/x-www-form-urlencoded` body. Unlike a lossy decoder, bytes that are not
 /// UTF-8 (raw or percent-encoded) or NUL are refused rather than turned into U+FFFD or passed
-/// on to a store that cannot hold them, and a missing
-/// or mistyped field is a 422 page, not a plain-text rejection.
+/// on to a store that cannot hold them, and a missing or mistyped field is a 422 page, not a
+/// plain-text rejection.
 pub struct HtmlForm<T>(pub T);
 
 impl<S, T> FromRequest<S> for HtmlForm<T>
