@@ -232,6 +232,29 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether two tokens differ only in the bits base64url leaves unused in the signature's
+    /// last character. The openidconnect crate decodes those leniently on purpose, so such a
+    /// respelling is the same signed token (found by `fuzz_entra_round_trip`); harmless here,
+    /// since nothing is keyed on an ID token's spelling.
+    fn same_signature_bytes(a: &str, b: &str) -> bool {
+        use base64::Engine;
+        use base64::engine::{GeneralPurpose, general_purpose::NO_PAD};
+        let lenient = GeneralPurpose::new(
+            &base64::alphabet::URL_SAFE,
+            NO_PAD.with_decode_allow_trailing_bits(true),
+        );
+        match (a.rsplit_once('.'), b.rsplit_once('.')) {
+            (Some((a_input, a_sig)), Some((b_input, b_sig))) => {
+                a_input == b_input
+                    && lenient
+                        .decode(a_sig)
+                        .ok()
+                        .is_some_and(|s| lenient.decode(b_sig).ok() == Some(s))
+            }
+            _ => false,
+        }
+    }
+
     fn signed(claims: &Value) -> String {
         KEYS.active(SigningAlg::Rs256)
             .unwrap()
@@ -417,7 +440,7 @@ mod tests {
             let at = at % token.len();
             let mut changed = token.clone();
             changed.replace_range(at..at + 1, &replacement);
-            if changed != token {
+            if changed != token && !same_signature_bytes(&changed, &token) {
                 prop_assert!(validate(&entra_keys(), &changed).is_err(), "{changed}");
             }
         }
