@@ -9,6 +9,8 @@
 //! | browser forms | 200 or 303 when done; 400 (not UTF-8, malformed `next`), 401 (wrong credentials), 403 (CSRF), 404 (no SSO for the domain), 410 (link unusable), 413 (too large), 415 (not a form), 422 (missing or mistyped field): pages |
 //! | pages with cookies of any shape | 200 for the session's own cookie, 303 to `/login` otherwise |
 //! | `/api/v1/me` with cookies or a bearer token of any shape | 200 for the session's own cookie; 401 problem document; 403 for a token without an account scope |
+//! | `PATCH /api/v1/me`, `PUT /api/v1/me/security`, `POST /api/v1/me/password` with JSON of any shape | 200; 400, 401, 403 (CSRF, wrong password), 409, 413, 415, 422 (a string holding a NUL among them), 429: problem documents |
+//! | `/login/sso/callback` with any query and cookies | 400 page (the sign-in state is unusable) |
 //! | `/api/v1/me/activity(.csv)`, `/account/activity` with any filters and `cursor` | 200, or 400 naming the parameter (a problem document from the API) |
 //! | `/oauth2/userinfo` with any `Authorization` header or body | 400 `invalid_request`, 401 `invalid_token`, 403 `insufficient_scope`, each with `WWW-Authenticate: Bearer …` |
 //! | `/oauth2/introspect` with any `token` | 200 `{"active": false}` to the authenticated client (true for its own live token) |
@@ -648,6 +650,67 @@ fn hostile_api_json_bodies() {
                 }
                 Ok(())
             }
+        },
+    );
+}
+
+/// Entra ID's way back with any `state`, `code`, `error` and cookies: no sign-in was begun,
+/// so every one is refused as unusable (and recorded as a failed sign-in).
+#[test]
+fn hostile_sso_callbacks() {
+    struct Fixture {
+        app: TestApp,
+        csrf_cookie: String,
+        _db: TestDb,
+    }
+    let names = [
+        "state",
+        "code",
+        "error",
+        "error_description",
+        "session_state",
+    ];
+    against_each_backend(
+        (
+            prop::collection::vec(prop::option::weighted(0.7, piece()), names.len()),
+            prop::option::weighted(0.2, "[ -~]{0,80}"),
+            cookies(),
+        ),
+        |db| async move {
+            let app = TestApp::start(&db).await;
+            let (csrf_cookie, _) = anonymous_csrf(&app).await;
+            Fixture {
+                app,
+                csrf_cookie: format!("gotthard_csrf={csrf_cookie}"),
+                _db: db,
+            }
+        },
+        |fx, (values, raw, cookies)| {
+            let good = [
+                vec!["A".repeat(43), "state".into()],
+                vec!["0.AXkA".into()],
+                vec!["access_denied".into(), "invalid_request".into()],
+                vec!["AADSTS50105: not assigned".into()],
+                vec!["b1f2".into()],
+            ];
+            let query = match raw {
+                Some(raw) => raw,
+                None => {
+                    let mut query = form_urlencoded::Serializer::new(String::new());
+                    for ((name, good), value) in names.iter().zip(&good).zip(&values) {
+                        if let Some(value) = value.as_ref().and_then(|v| v.pick(good)) {
+                            query.append_pair(name, &value);
+                        }
+                    }
+                    query.finish()
+                }
+            };
+            let mut request =
+                bare_client().get(format!("{}?{query}", fx.app.url("/login/sso/callback")));
+            if let Some(cookies) = cookie_header(&cookies, std::slice::from_ref(&fx.csrf_cookie)) {
+                request = request.header(COOKIE, cookies);
+            }
+            async move { expect(&send(request).await?, &[400], "/login/sso/callback") }
         },
     );
 }
