@@ -633,6 +633,24 @@ mod tests {
         assert_eq!(config.smtp.from, "\"Café\\\" <a@b.c>");
     }
 
+    /// Found by `scripts/fuzz` (a million cases of both `fuzz_config_*`): a `log.level`
+    /// directive with white space before a non-ASCII character panicked inside
+    /// tracing-subscriber instead of loading or naming the key.
+    #[test]
+    fn log_levels_with_white_space_before_non_ascii_do_not_panic() {
+        for level in [
+            "\u{b}À=",
+            "\u{b}ァ[",
+            "info, \u{b}ァ=debug",
+            " gotthard=debug , info",
+        ] {
+            match Config::from_overrides(&[("log.level", level)]) {
+                Ok(config) => assert!(!config.log.level.contains(char::is_whitespace)),
+                Err(err) => assert!(err.to_string().contains("log.level"), "{level}: {err}"),
+            }
+        }
+    }
+
     /// Found by `fuzz_config_environment_values`: these loaded, then panicked at start-up
     /// (a lifetime past what `time::Duration` holds) or on the first token (a date past the
     /// calendar's end), or made tokens that were born expired.

@@ -362,6 +362,15 @@ impl Config {
                 "must be between 1 and 64",
             ));
         }
+        // Each directive trimmed: tracing-subscriber 0.3 walks a directive trimmed but cuts
+        // it untrimmed, and panics when leading white space precedes a non-ASCII character.
+        self.log.level = self
+            .log
+            .level
+            .split(',')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(",");
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
