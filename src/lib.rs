@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod federation;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod i18n;
 #[cfg(test)]
@@ -210,9 +212,9 @@ impl AppState {
             time::Duration::minutes(config.setup.link_ttl_minutes),
         );
         let session_policy = SessionPolicy {
-            idle_timeout: time::Duration::minutes(config.sessions.idle_timeout_minutes),
-            absolute_lifetime: time::Duration::hours(config.sessions.absolute_lifetime_hours),
-            touch_interval: time::Duration::seconds(config.sessions.touch_interval_secs),
+            idle_timeout: config.sessions.idle_timeout(),
+            absolute_lifetime: config.sessions.absolute_lifetime(),
+            touch_interval: config.sessions.touch_interval(),
         };
         let secrets = Arc::new(UpstreamSecrets::load_or_create(&config.keys.dir)?);
         let allowed = AllowedHosts::new(&config.sso.authority_allow_hosts);
@@ -266,13 +268,7 @@ impl AppState {
                 },
             ),
             backchannel: Arc::new(tokio::sync::Notify::new()),
-            activity: ActivityLog::new(
-                store.clone(),
-                audit::Retention {
-                    account: time::Duration::days(config.activity.retention_days),
-                    machine: time::Duration::days(config.activity.machine_retention_days),
-                },
-            ),
+            activity: ActivityLog::new(store.clone(), config.activity.retention()),
             orgs: Orgs::new(store.clone()),
             first_start,
             accounts,
@@ -477,7 +473,7 @@ async fn send_logouts(state: AppState) {
 
 /// Background task, every `maintenance.interval_minutes`: [`maintain`].
 async fn maintenance(state: AppState) {
-    let every = Duration::from_secs(state.config.maintenance.interval_minutes * 60);
+    let every = state.config.maintenance.interval();
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;

@@ -1,7 +1,9 @@
 //! The checks of every configuration value: an invalid one stops start-up with a message
 //! naming its key and environment variable.
 
-use super::{Config, ConfigError, MIN_ITERATIONS, MIN_MEMORY_KIB, SsoConfig, invalid};
+use super::{
+    Config, ConfigError, MAX_MEMORY_KIB, MIN_ITERATIONS, MIN_MEMORY_KIB, SsoConfig, invalid,
+};
 
 impl Config {
     pub(super) fn validate(mut self) -> Result<Self, ConfigError> {
@@ -102,6 +104,13 @@ impl Config {
                 format!("must be at least {MIN_MEMORY_KIB} (OWASP minimum for argon2id)"),
             ));
         }
+        if p.memory_kib > MAX_MEMORY_KIB {
+            return Err(invalid(
+                "password.memory_kib",
+                "GOTTHARD_PASSWORD__MEMORY_KIB",
+                format!("must be at most {MAX_MEMORY_KIB} (4 GiB per hashing thread)"),
+            ));
+        }
         if p.iterations < MIN_ITERATIONS {
             return Err(invalid(
                 "password.iterations",
@@ -123,11 +132,19 @@ impl Config {
                 "must be between 8 and 128",
             ));
         }
-        if p.queue_limit == 0 {
+        if !(1..=1_000_000).contains(&p.queue_limit) {
+            // The queue's slots are allocated at start-up.
             return Err(invalid(
                 "password.queue_limit",
                 "GOTTHARD_PASSWORD__QUEUE_LIMIT",
-                "must be at least 1",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if p.hash_threads > 1024 {
+            return Err(invalid(
+                "password.hash_threads",
+                "GOTTHARD_PASSWORD__HASH_THREADS",
+                "must be between 0 (one per CPU) and 1024",
             ));
         }
         if self.rate_limit.sign_in_per_minute == 0 {
@@ -179,11 +196,11 @@ impl Config {
                 "must be between 1 and 10000000",
             ));
         }
-        if self.http.request_timeout_secs == 0 {
+        if !(1..=3600).contains(&self.http.request_timeout_secs) {
             return Err(invalid(
                 "http.request_timeout_secs",
                 "GOTTHARD_HTTP__REQUEST_TIMEOUT_SECS",
-                "must be at least 1",
+                "must be between 1 and 3600",
             ));
         }
         if !(1..=1_000_000).contains(&self.http.max_requests_in_flight) {
@@ -230,19 +247,20 @@ impl Config {
                 "must be between 1 and 10080",
             ));
         }
+        // Upper bounds keep every lifetime a time the calendar holds once added to now.
         let sessions = &self.sessions;
-        if sessions.idle_timeout_minutes < 1 {
+        if !(1..=366 * 24 * 60).contains(&sessions.idle_timeout_minutes) {
             return Err(invalid(
                 "sessions.idle_timeout_minutes",
                 "GOTTHARD_SESSIONS__IDLE_TIMEOUT_MINUTES",
-                "must be at least 1",
+                "must be between 1 and 527040 (a year)",
             ));
         }
-        if sessions.absolute_lifetime_hours < 1 {
+        if !(1..=10 * 366 * 24).contains(&sessions.absolute_lifetime_hours) {
             return Err(invalid(
                 "sessions.absolute_lifetime_hours",
                 "GOTTHARD_SESSIONS__ABSOLUTE_LIFETIME_HOURS",
-                "must be at least 1",
+                "must be between 1 and 87840 (ten years)",
             ));
         }
         if !(1..=3600).contains(&sessions.touch_interval_secs) {
@@ -252,25 +270,25 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
-        if self.activity.retention_days < 1 {
+        if !(1..=100 * 366).contains(&self.activity.retention_days) {
             return Err(invalid(
                 "activity.retention_days",
                 "GOTTHARD_ACTIVITY__RETENTION_DAYS",
-                "must be at least 1",
+                "must be between 1 and 36600 (a hundred years)",
             ));
         }
-        if self.activity.machine_retention_days < 1 {
+        if !(1..=100 * 366).contains(&self.activity.machine_retention_days) {
             return Err(invalid(
                 "activity.machine_retention_days",
                 "GOTTHARD_ACTIVITY__MACHINE_RETENTION_DAYS",
-                "must be at least 1",
+                "must be between 1 and 36600 (a hundred years)",
             ));
         }
-        if self.maintenance.interval_minutes < 1 {
+        if !(1..=24 * 60).contains(&self.maintenance.interval_minutes) {
             return Err(invalid(
                 "maintenance.interval_minutes",
                 "GOTTHARD_MAINTENANCE__INTERVAL_MINUTES",
-                "must be at least 1",
+                "must be between 1 and 1440",
             ));
         }
         if !(1..=24 * 60).contains(&self.setup.link_ttl_minutes) {
@@ -281,6 +299,55 @@ impl Config {
             ));
         }
         let oidc = &self.oidc;
+        for (value, range, key, env, message) in [
+            (
+                oidc.access_token_ttl_secs,
+                1..=86_400,
+                "oidc.access_token_ttl_secs",
+                "GOTTHARD_OIDC__ACCESS_TOKEN_TTL_SECS",
+                "must be between 1 and 86400",
+            ),
+            (
+                oidc.id_token_ttl_secs,
+                1..=86_400,
+                "oidc.id_token_ttl_secs",
+                "GOTTHARD_OIDC__ID_TOKEN_TTL_SECS",
+                "must be between 1 and 86400",
+            ),
+            (
+                // RFC 6749 §4.1.2: a maximum of 10 minutes is recommended.
+                oidc.code_ttl_secs,
+                1..=600,
+                "oidc.code_ttl_secs",
+                "GOTTHARD_OIDC__CODE_TTL_SECS",
+                "must be between 1 and 600",
+            ),
+            (
+                oidc.refresh_token_ttl_days,
+                1..=3_660,
+                "oidc.refresh_token_ttl_days",
+                "GOTTHARD_OIDC__REFRESH_TOKEN_TTL_DAYS",
+                "must be between 1 and 3660",
+            ),
+            (
+                oidc.refresh_grace_secs,
+                0..=3_600,
+                "oidc.refresh_grace_secs",
+                "GOTTHARD_OIDC__REFRESH_GRACE_SECS",
+                "must be between 0 and 3600",
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(key, env, message));
+            }
+        }
+        if !(1..=3_600).contains(&oidc.backchannel_poll_interval_secs) {
+            return Err(invalid(
+                "oidc.backchannel_poll_interval_secs",
+                "GOTTHARD_OIDC__BACKCHANNEL_POLL_INTERVAL_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
         if !(1..=30).contains(&oidc.backchannel_max_attempts) {
             return Err(invalid(
                 "oidc.backchannel_max_attempts",
@@ -302,6 +369,15 @@ impl Config {
                 "must be between 1 and 64",
             ));
         }
+        // Each directive trimmed: tracing-subscriber 0.3 walks a directive trimmed but cuts
+        // it untrimmed, and panics when leading white space precedes a non-ASCII character.
+        self.log.level = self
+            .log
+            .level
+            .split(',')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(",");
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

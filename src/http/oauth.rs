@@ -11,8 +11,8 @@ use crate::oidc::OAuthError;
 /// endpoints (codes and refresh tokens are 43 characters, JWTs a few hundred).
 const MAX_PARAM_LEN: usize = 8192;
 
-/// The pairs of a form-urlencoded body or query, strictly: UTF-8 only, no parameter repeated,
-/// none oversized; empty ones count as omitted.
+/// The pairs of a form-urlencoded body or query, strictly: UTF-8 only, no NUL, no parameter
+/// repeated, none oversized; empty ones count as omitted.
 pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(OAuthError::invalid_request("the body is not UTF-8"));
@@ -22,6 +22,12 @@ pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     for (name, value) in form_urlencoded::parse(bytes) {
         if value.contains('\u{FFFD}') || name.contains('\u{FFFD}') {
             return Err(OAuthError::invalid_request("a parameter is not UTF-8"));
+        }
+        // RFC 6749 Appendix A: no parameter admits a NUL (nor can PostgreSQL store one).
+        if value.contains('\0') || name.contains('\0') {
+            return Err(OAuthError::invalid_request(
+                "a parameter holds a NUL character",
+            ));
         }
         if value.len() > MAX_PARAM_LEN || name.len() > 64 {
             return Err(OAuthError::invalid_request(format!(
@@ -88,5 +94,83 @@ impl ResumedRequest {
             login_hint: request.login_hint,
             ui_locales: request.ui_locales,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::oidc::OAuthErrorKind;
+
+    fn query() -> impl Strategy<Value = Vec<u8>> {
+        let name = prop_oneof![
+            prop::sample::select(vec![
+                "client_id",
+                "redirect_uri",
+                "response_type",
+                "scope",
+                "state",
+                "code_challenge",
+                "grant_type",
+                "client_assertion",
+                "token",
+            ])
+            .prop_map(str::to_string),
+            "[a-z_]{0,70}",
+            ".{0,4}",
+        ];
+        let value = prop_oneof![
+            ".{0,30}",
+            "(%[0-9A-Fa-f]{2}|%00|[a-z+=&;#?/:]){0,40}",
+            (8150usize..8250).prop_map(|n| "v".repeat(n)),
+        ];
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::collection::vec((name, value), 0..10).prop_map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+                    .into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::config(256))]
+
+        /// Any query or body gives distinct, bounded, non-empty parameters or `invalid_request`.
+        #[test]
+        fn fuzz_oauth_params_strict_or_invalid_request(bytes in query()) {
+            match parse_pairs(&bytes) {
+                Ok(pairs) => {
+                    let mut names = std::collections::HashSet::new();
+                    for (name, value) in &pairs {
+                        prop_assert!(names.insert(name));
+                        prop_assert!(!value.is_empty() && value.len() <= MAX_PARAM_LEN);
+                        prop_assert!(name.len() <= 64);
+                        prop_assert!(!value.contains(char::REPLACEMENT_CHARACTER) && !name.contains(char::REPLACEMENT_CHARACTER));
+                        prop_assert!(!value.contains('\0') && !name.contains('\0'));
+                    }
+                }
+                Err(err) => prop_assert_eq!(err.kind, OAuthErrorKind::InvalidRequest),
+            }
+        }
+
+        #[test]
+        fn fuzz_oauth_params_round_trip(
+            pairs in prop::collection::btree_map("[a-z_]{1,20}", "[^\u{FFFD}\0]{1,60}", 0..8)
+        ) {
+            let encoded = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let parsed = parse_pairs(encoded.as_bytes())
+                .map_err(|e| TestCaseError::fail(e.description))?;
+            let back: std::collections::BTreeMap<String, String> = parsed.into_iter().collect();
+            prop_assert_eq!(back, pairs);
+        }
     }
 }

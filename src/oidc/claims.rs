@@ -133,8 +133,155 @@ pub fn valid_pkce_value(value: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::fuzz::{self, jwt_claims, jwt_header, jwt_shaped, mutated};
+
+    pub(crate) const ISSUER: &str = "https://login.example.com";
+
+    /// The moment the tests verify at; the keys were made then.
+    pub(crate) fn now() -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    /// One key per algorithm, made once for all the properties.
+    pub(crate) static KEYS: LazyLock<SigningKeys> = LazyLock::new(|| {
+        let dir = tempfile::tempdir().unwrap();
+        SigningKeys::load_or_create(dir.path(), time::Duration::hours(1), now()).unwrap()
+    });
+
+    pub(crate) fn kids() -> Vec<String> {
+        SigningAlg::ALL
+            .iter()
+            .map(|alg| KEYS.active(*alg).unwrap().kid.clone())
+            .collect()
+    }
+
+    fn access_claims() -> impl Strategy<Value = AccessClaims> {
+        let s = || ".{0,40}";
+        (
+            (s(), s(), s(), s()),
+            (1_800_000_001i64..i64::MAX, any::<i64>()),
+            (
+                prop::option::of(s()),
+                prop::option::of(any::<i64>()),
+                prop::option::of(s()),
+            ),
+        )
+            .prop_map(
+                |((sub, jti, client_id, scope), (exp, iat), (sid, auth_time, gid))| AccessClaims {
+                    iss: ISSUER.into(),
+                    sub,
+                    aud: ISSUER.into(),
+                    exp,
+                    iat,
+                    jti,
+                    client_id,
+                    scope,
+                    sid,
+                    auth_time,
+                    gid,
+                },
+            )
+    }
+
+    fn verify(token: &str) -> Result<AccessClaims, JwtRefused> {
+        verify_own(
+            &KEYS,
+            ISSUER,
+            token,
+            Some("at+jwt"),
+            Some(ISSUER),
+            Some(now()),
+        )
+    }
+
+    fn real_token(alg: SigningAlg, claims: &Value) -> String {
+        KEYS.active(alg)
+            .unwrap()
+            .sign_jwt("at+jwt", claims)
+            .unwrap()
+    }
+
+    fn sample_token() -> String {
+        real_token(
+            SigningAlg::Es256,
+            &json!({
+                "iss": ISSUER, "sub": "u", "aud": ISSUER, "exp": 1_900_000_000i64,
+                "iat": 1_800_000_000i64, "jti": "j", "client_id": "c", "scope": "openid"
+            }),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Strings of every shape, and JWS with random headers (any `alg`, our `kid`s) and
+        /// claims but no signature of ours: refused, never a panic.
+        #[test]
+        fn fuzz_jwt_forged_tokens_are_refused(token in jwt_shaped(kids(), ISSUER)) {
+            prop_assert!(verify(&token).is_err());
+        }
+
+        /// A real token changed anywhere no longer verifies.
+        #[test]
+        fn fuzz_jwt_mutated_tokens_are_refused(
+            (original, token) in Just(sample_token()).prop_flat_map(|t| (Just(t.clone()), mutated(t)))
+        ) {
+            if token != original {
+                prop_assert!(verify(&token).is_err(), "{token}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(64))]
+
+        /// Claims of any shape under a good signature: accepted only when they are an access
+        /// token of this issuer for this audience, not expired.
+        #[test]
+        fn fuzz_jwt_signed_claims_of_any_shape(
+            alg in prop::sample::select(SigningAlg::ALL.to_vec()),
+            claims in jwt_claims(ISSUER),
+        ) {
+            let token = real_token(alg, &claims);
+            if let Ok(found) = verify(&token) {
+                prop_assert_eq!(found.iss.as_str(), ISSUER);
+                prop_assert!(found.exp > now().unix_timestamp());
+                prop_assert_eq!(&claims["iss"], &json!(ISSUER));
+            }
+        }
+
+        /// Our own tokens verify to the claims they carry, whatever their values.
+        #[test]
+        fn fuzz_jwt_round_trip(
+            alg in prop::sample::select(SigningAlg::ALL.to_vec()),
+            claims in access_claims(),
+        ) {
+            let token = KEYS.active(alg).unwrap().sign_jwt("at+jwt", &claims).unwrap();
+            let back = verify(&token).map_err(|e| TestCaseError::fail(format!("{e}: {token}")))?;
+            prop_assert_eq!(serde_json::to_value(back).unwrap(), serde_json::to_value(&claims).unwrap());
+        }
+
+        /// A header naming one of our keys with another algorithm (`none`, HMAC with the
+        /// public key, another curve) never passes.
+        #[test]
+        fn fuzz_jwt_header_confusion_is_refused(
+            header in jwt_header(kids()),
+            signature in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let payload = json!({
+                "iss": ISSUER, "sub": "u", "aud": ISSUER, "exp": 1_900_000_000i64,
+                "iat": 1, "jti": "j", "client_id": "c", "scope": "openid"
+            });
+            prop_assert!(verify(&fuzz::jws(header, payload, &signature)).is_err());
+        }
+    }
 
     #[test]
     fn pkce_s256_matches_rfc7636_example() {

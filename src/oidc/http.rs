@@ -577,3 +577,106 @@ async fn consent(
         .await?;
     Ok(Redirect::to(&url).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `Authorization` values: the two schemes in any case, with tokens, Basic credentials
+    /// (base64 of `id:secret`, escaped or not, or of any bytes), spaces, and bytes of any kind.
+    fn authorization() -> impl Strategy<Value = Vec<u8>> {
+        let scheme = prop_oneof![
+            prop::sample::select(vec![
+                "Bearer", "bearer", "BEARER", "Basic", "basic", "DPoP", ""
+            ])
+            .prop_map(str::to_string),
+            "[A-Za-z]{0,8}",
+        ];
+        let credentials = prop_oneof![
+            "[A-Za-z0-9._~+/=-]{0,200}",
+            " {0,3}.{0,40} {0,3}",
+            (".{0,20}", ".{0,20}").prop_map(|(id, secret)| {
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+            }),
+            (
+                "(%[0-9A-Fa-f]{2}|[a-z+]){0,20}",
+                "(%[0-9A-Fa-f]{2}|[a-z+]){0,20}"
+            )
+                .prop_map(|(id, secret)| {
+                    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+                }),
+            prop::collection::vec(any::<u8>(), 0..60)
+                .prop_map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        ];
+        prop_oneof![
+            4 => (scheme, " {0,2}", credentials).prop_map(|(s, sp, c)| format!("{s}{sp}{c}").into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..80),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(Vec::new()),
+            ".{0,40}".prop_map(|t| format!("access_token={t}").into_bytes()),
+            "(access_token=[a-z]{1,5}&?){1,3}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..80),
+        ]
+    }
+
+    fn headers(authorization: Option<&[u8]>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization.and_then(|v| HeaderValue::from_bytes(v).ok()) {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::config(256))]
+
+        /// Any `Authorization` header and body at userinfo: one token, or the RFC 6750 §3
+        /// answer (400 `invalid_request`, or 401 without a token).
+        #[test]
+        fn fuzz_bearer_header_and_body(
+            authorization in prop::option::of(authorization()),
+            post in any::<bool>(),
+            body in body(),
+        ) {
+            let method = if post { Method::POST } else { Method::GET };
+            let headers = headers(authorization.as_deref());
+            match bearer_token(&method, &headers, &Bytes::from(body)) {
+                Ok(token) => prop_assert!(!token.is_empty()),
+                Err(BearerAnswer::Missing) => prop_assert!(headers.get(header::AUTHORIZATION).is_none()),
+                Err(BearerAnswer::InvalidRequest) => {}
+                Err(_) => prop_assert!(false, "no token was checked"),
+            }
+        }
+
+        /// Any `Authorization` header at the token, introspection and revocation endpoints:
+        /// credentials, or `invalid_client` (401).
+        #[test]
+        fn fuzz_client_auth_header(
+            authorization in prop::option::of(authorization()),
+            client_id in prop::option::of(".{0,20}"),
+        ) {
+            let headers = headers(authorization.as_deref());
+            let mut form = HashMap::new();
+            if let Some(id) = client_id {
+                form.insert("client_id".to_string(), id);
+            }
+            match client_credentials(&headers, &form) {
+                Ok(creds) => {
+                    let scheme = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split_once(' '))
+                        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+                    prop_assert_eq!(creds.basic.is_some(), scheme.as_deref() == Some("basic"));
+                }
+                Err(err) => prop_assert_eq!(err.kind, OAuthErrorKind::InvalidClient),
+            }
+        }
+    }
+}

@@ -124,6 +124,9 @@ pub struct ActivityCursor {
     pub id: Uuid,
 }
 
+/// 9999-12-31T23:59:59Z, the last second a cursor may name.
+const MAX_CURSOR_SECS: i64 = 253_402_300_799;
+
 impl ActivityCursor {
     pub fn after(event: &ActivityEvent) -> Self {
         Self {
@@ -136,13 +139,19 @@ impl ActivityCursor {
         URL_SAFE_NO_PAD.encode(format!("{}.{}", self.at.unix_timestamp(), self.id.simple()))
     }
 
-    /// `None` for anything that is not a cursor we made.
+    /// `None` for anything that is not a cursor we made. Events are recorded at the server's
+    /// time, so a cursor's time lies between the Unix epoch and the year 9999: any other
+    /// would be refused by PostgreSQL (before 4713 BC) or mean nothing.
     pub fn decode(value: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
         let (at, id) = text.split_once('.')?;
+        let at: i64 = at.parse().ok()?;
+        if !(0..=MAX_CURSOR_SECS).contains(&at) {
+            return None;
+        }
         Some(Self {
-            at: OffsetDateTime::from_unix_timestamp(at.parse().ok()?).ok()?,
+            at: OffsetDateTime::from_unix_timestamp(at).ok()?,
             id: Uuid::parse_str(id).ok()?,
         })
     }
@@ -403,7 +412,67 @@ activity_store!(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// What a `cursor=` parameter may hold: anything, base64url of anything, and base64url
+    /// of `<seconds>.<uuid>` with seconds and ids of every shape.
+    fn cursor_text() -> impl Strategy<Value = String> {
+        let seconds = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "-?[0-9]{1,25}",
+            Just("253402300800".to_string()),
+            Just("-1".to_string()),
+            ".{0,6}",
+        ];
+        let id = prop_oneof![
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).simple().to_string()),
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).hyphenated().to_string()),
+            "[0-9a-fA-F-]{0,40}",
+            ".{0,8}",
+        ];
+        prop_oneof![
+            ".{0,80}",
+            "[A-Za-z0-9_=-]{0,80}",
+            prop::collection::vec(any::<u8>(), 0..80).prop_map(|b| URL_SAFE_NO_PAD.encode(b)),
+            (seconds, id).prop_map(|(s, i)| URL_SAFE_NO_PAD.encode(format!("{s}.{i}"))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::config(256))]
+
+        /// Any text is a cursor we could have made (its time within the range every store
+        /// holds, and it encodes back to a cursor that decodes the same) or `None`.
+        #[test]
+        fn fuzz_cursor_decodes_to_ours_or_nothing(text in cursor_text()) {
+            if let Some(cursor) = ActivityCursor::decode(&text) {
+                prop_assert!((0..=MAX_CURSOR_SECS).contains(&cursor.at.unix_timestamp()));
+                prop_assert_eq!(ActivityCursor::decode(&cursor.encode()), Some(cursor));
+            }
+        }
+
+        #[test]
+        fn fuzz_cursor_round_trip(seconds in 0..=MAX_CURSOR_SECS, id in any::<u128>()) {
+            let cursor = ActivityCursor {
+                at: OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
+                id: Uuid::from_u128(id),
+            };
+            prop_assert_eq!(ActivityCursor::decode(&cursor.encode()), Some(cursor));
+        }
+    }
+
+    /// Found by `fuzz_cursor_decodes_to_ours_or_nothing`: a time PostgreSQL cannot hold
+    /// (before 4713 BC) reached the query, which failed there: a 500 for a bad parameter.
+    #[test]
+    fn cursors_outside_the_stores_range_are_refused() {
+        let id = Uuid::now_v7().simple();
+        for seconds in ["-377705116800", "-1", "253402300800"] {
+            let text = URL_SAFE_NO_PAD.encode(format!("{seconds}.{id}"));
+            assert_eq!(ActivityCursor::decode(&text), None, "{seconds}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {

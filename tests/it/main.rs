@@ -8,6 +8,7 @@ mod data_at_rest;
 mod dns;
 mod domains;
 mod entra;
+mod hostile;
 mod lockout;
 mod login;
 mod me;

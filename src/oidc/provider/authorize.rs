@@ -392,7 +392,7 @@ impl Provider {
                 code_challenge: request.code_challenge.clone(),
                 auth_time: session.created_at,
                 created_at: now,
-                expires_at: now + time::Duration::seconds(self.config.code_ttl_secs),
+                expires_at: now + self.config.code_ttl(),
             })
             .await?;
         let mut pairs = vec![("code", code.as_str().to_string())];

@@ -177,7 +177,9 @@ impl Provider {
     }
 
     pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        if id.is_empty() || id.len() > 128 {
+        // RFC 6749 Appendix A.1: a client id is visible ASCII (ours are hex). Anything else,
+        // a NUL above all (which PostgreSQL refuses to compare), is no client.
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Ok(None);
         }
         let epoch = self.checks.epoch();
@@ -286,82 +288,17 @@ impl Provider {
         creds: &ClientCredentials,
         now: OffsetDateTime,
     ) -> Result<Result<(), AuthFailure>, StoreError> {
-        #[derive(serde::Deserialize)]
-        struct Assertion {
-            iss: String,
-            sub: String,
-            exp: i64,
-            jti: String,
-        }
-        let bad = Err(AuthFailure::BadAssertion);
         if creds.assertion_type.as_deref() != Some(CLIENT_ASSERTION_TYPE) {
-            return Ok(bad);
+            return Ok(Err(AuthFailure::BadAssertion));
         }
         let token = creds.assertion.as_deref().unwrap_or_default();
-        let Some(jwks) = client
-            .jwks
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(j).ok())
-        else {
-            return Ok(bad);
+        let checked = match verify_client_assertion(client, token, &self.issuer, now) {
+            Ok(checked) => checked,
+            Err(reason) => return Ok(Err(reason)),
         };
-        let Ok(header) = jsonwebtoken::decode_header(token) else {
-            return Ok(bad);
-        };
-        let jwk = match &header.kid {
-            Some(kid) => jwks.find(kid),
-            None if jwks.keys.len() == 1 => jwks.keys.first(),
-            None => None,
-        };
-        let Some(jwk) = jwk else {
-            return Ok(bad);
-        };
-        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else {
-            return Ok(bad);
-        };
-        // The algorithm comes from the registered key, never from the header alone.
-        let alg = match (&jwk.algorithm, header.alg) {
-            (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), a)
-                if matches!(
-                    a,
-                    jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
-                ) =>
-            {
-                a
-            }
-            (
-                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
-                jsonwebtoken::Algorithm::ES256,
-            ) => jsonwebtoken::Algorithm::ES256,
-            (
-                jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_),
-                jsonwebtoken::Algorithm::EdDSA,
-            ) => jsonwebtoken::Algorithm::EdDSA,
-            _ => return Ok(bad),
-        };
-        let mut validation = jsonwebtoken::Validation::new(alg);
-        // RFC 7523 §3: the audience is the token endpoint (the issuer is also accepted).
-        validation.set_audience(&[format!("{}/oauth2/token", self.issuer), self.issuer.clone()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        let claims = match jsonwebtoken::decode::<Assertion>(token, &key, &validation) {
-            Ok(decoded) => decoded.claims,
-            Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                return Ok(Err(AuthFailure::ExpiredAssertion));
-            }
-            Err(_) => return Ok(bad),
-        };
-        if claims.iss != client.id || claims.sub != client.id || claims.jti.is_empty() {
-            return Ok(bad);
-        }
-        let Ok(expires) = OffsetDateTime::from_unix_timestamp(claims.exp) else {
-            return Ok(bad);
-        };
-        if expires > now + time::Duration::hours(1) {
-            return Ok(bad);
-        }
         // Single use: a replayed assertion is refused.
-        let jti = format!("assertion:{}:{}", client.id, claims.jti);
-        if !self.store.remember_jti(&jti, expires).await? {
+        let jti = format!("assertion:{}:{}", client.id, checked.jti);
+        if !self.store.remember_jti(&jti, checked.expires).await? {
             return Ok(Err(AuthFailure::ReplayedAssertion));
         }
         Ok(Ok(()))
@@ -387,5 +324,298 @@ impl AuthFailure {
             AuthFailure::ExpiredAssertion => "expired_assertion",
             AuthFailure::ReplayedAssertion => "replayed_assertion",
         }
+    }
+}
+
+/// The longest `jti` of a client assertion: it is remembered (under a primary key, which
+/// PostgreSQL bounds to about 2.7 kB) until the assertion expires.
+const MAX_ASSERTION_JTI: usize = 256;
+
+/// A client assertion that passed every check but the single use of its `jti`.
+#[derive(Debug)]
+struct CheckedAssertion {
+    jti: String,
+    expires: OffsetDateTime,
+}
+
+/// The checks of a `private_key_jwt` assertion (RFC 7523 §3) against the client's registered
+/// keys, all but its single use: why it fails is recorded, the caller hears `invalid_client`.
+fn verify_client_assertion(
+    client: &Client,
+    token: &str,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> Result<CheckedAssertion, AuthFailure> {
+    #[derive(serde::Deserialize)]
+    struct Assertion {
+        iss: String,
+        sub: String,
+        exp: i64,
+        jti: String,
+    }
+    let bad = AuthFailure::BadAssertion;
+    let jwks: jsonwebtoken::jwk::JwkSet = client
+        .jwks
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or(bad)?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| bad)?;
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None if jwks.keys.len() == 1 => jwks.keys.first(),
+        None => None,
+    }
+    .ok_or(bad)?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| bad)?;
+    // The algorithm comes from the registered key, never from the header alone.
+    let alg = match (&jwk.algorithm, header.alg) {
+        (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), a)
+            if matches!(
+                a,
+                jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
+            ) =>
+        {
+            a
+        }
+        (
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
+            jsonwebtoken::Algorithm::ES256,
+        ) => jsonwebtoken::Algorithm::ES256,
+        (
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_),
+            jsonwebtoken::Algorithm::EdDSA,
+        ) => jsonwebtoken::Algorithm::EdDSA,
+        _ => return Err(bad),
+    };
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    // RFC 7523 §3: the audience is the token endpoint (the issuer is also accepted).
+    validation.set_audience(&[format!("{issuer}/oauth2/token"), issuer.to_string()]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    let claims = match jsonwebtoken::decode::<Assertion>(token, &key, &validation) {
+        Ok(decoded) => decoded.claims,
+        Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+            return Err(AuthFailure::ExpiredAssertion);
+        }
+        Err(_) => return Err(bad),
+    };
+    if claims.iss != client.id
+        || claims.sub != client.id
+        || claims.jti.is_empty()
+        || claims.jti.len() > MAX_ASSERTION_JTI
+    {
+        return Err(bad);
+    }
+    let expires = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| bad)?;
+    if expires > now + time::Duration::hours(1) {
+        return Err(bad);
+    }
+    Ok(CheckedAssertion {
+        jti: claims.jti,
+        expires,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::fuzz::{self, edge_number, json_text, jwt_shaped, object_with, text};
+    use crate::oidc::claims::tests::{ISSUER, KEYS, kids};
+
+    const CLIENT_ID: &str = "0199a1b2c3d4e5f6a7b8c9d0e1f2a3b4";
+
+    /// A `private_key_jwt` client whose registered JWK Set is `jwks` (by default the public
+    /// keys of the test's signing keys, one per algorithm).
+    fn client(jwks: Option<String>) -> Client {
+        Client {
+            id: CLIENT_ID.into(),
+            name: "Machine".into(),
+            secret_hash: None,
+            auth_method: ClientAuthMethod::PrivateKeyJwt,
+            jwks: Some(
+                jwks.unwrap_or_else(|| String::from_utf8(KEYS.jwks_json().to_vec()).unwrap()),
+            ),
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            first_party: false,
+            require_pkce: false,
+            id_token_alg: SigningAlg::Rs256,
+            admin_scope: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            introspect_for: vec![],
+        }
+    }
+
+    /// The server's clock: `jsonwebtoken` checks `exp` against it.
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn signed(alg: SigningAlg, claims: &Value) -> String {
+        KEYS.active(alg).unwrap().sign_jwt("JWT", claims).unwrap()
+    }
+
+    /// Refused as a bad or expired assertion (the caller hears `invalid_client`).
+    fn is_refused(result: &Result<CheckedAssertion, AuthFailure>) -> bool {
+        matches!(
+            result,
+            Err(AuthFailure::BadAssertion | AuthFailure::ExpiredAssertion)
+        )
+    }
+
+    /// Assertion claims: the right values often, others of any type and size.
+    fn assertion_claims() -> impl Strategy<Value = Value> {
+        let at = now().unix_timestamp();
+        let plausible = prop_oneof![
+            Just(json!(CLIENT_ID)),
+            Just(json!(format!("{ISSUER}/oauth2/token"))),
+            Just(json!(ISSUER)),
+            (-7_200i64..7_200).prop_map(move |d| json!(at + d)),
+            "[A-Za-z0-9]{0,300}".prop_map(Value::from),
+            text().prop_map(Value::from),
+            edge_number(),
+        ];
+        object_with(
+            &["iss", "sub", "aud", "exp", "jti", "iat", "nbf"],
+            plausible,
+        )
+    }
+
+    /// A JWK Set as a hostile registration could hold it: keys of every `kty` with
+    /// parameters of any size (empty, huge or zero modulus, wrong curve), or any JSON.
+    fn jwks_text() -> impl Strategy<Value = String> {
+        let b64 = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..600).prop_map(|b| fuzz::b64(&b)),
+            Just(String::new()),
+            Just("AA".to_string()),
+            Just("AQAB".to_string()),
+            ".{0,10}",
+        ];
+        let key = (
+            prop::sample::select(vec!["RSA", "EC", "OKP", "oct", "", "rsa"]),
+            prop::sample::select(vec![
+                "P-256",
+                "P-384",
+                "P-521",
+                "Ed25519",
+                "X25519",
+                "secp256k1",
+            ]),
+            prop::option::of(prop::sample::select(kids())),
+            prop::option::of(prop::sample::select(vec![
+                "RS256", "ES256", "EdDSA", "HS256", "none",
+            ])),
+            (b64.clone(), b64.clone(), b64),
+        )
+            .prop_map(|(kty, crv, kid, alg, (a, b, c))| {
+                json!({
+                    "kty": kty, "crv": crv, "kid": kid, "alg": alg, "use": "sig",
+                    "n": a, "e": b, "x": a, "y": c, "k": b,
+                })
+            });
+        prop_oneof![
+            3 => prop::collection::vec(key, 0..3).prop_map(|keys| json!({ "keys": keys }).to_string()),
+            1 => json_text(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Strings of every shape and JWS with random headers and claims, unsigned by the
+        /// client's key: `invalid_client`, never a panic.
+        #[test]
+        fn fuzz_client_assertion_forged_is_refused(token in jwt_shaped(kids(), ISSUER)) {
+            let result = verify_client_assertion(&client(None), &token, ISSUER, now());
+            prop_assert!(is_refused(&result));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(64))]
+
+        /// Claims of any shape under the client's own signature: accepted only when `iss` and
+        /// `sub` are the client, `aud` the token endpoint, `exp` within the hour, `jti` short.
+        #[test]
+        fn fuzz_client_assertion_signed_claims_of_any_shape(
+            alg in prop::sample::select(SigningAlg::ALL.to_vec()),
+            claims in assertion_claims(),
+        ) {
+            let at = now();
+            let result = verify_client_assertion(&client(None), &signed(alg, &claims), ISSUER, at);
+            match &result {
+                Ok(checked) => {
+                    prop_assert_eq!(&claims["iss"], &json!(CLIENT_ID));
+                    prop_assert_eq!(&claims["sub"], &json!(CLIENT_ID));
+                    prop_assert!(!checked.jti.is_empty() && checked.jti.len() <= MAX_ASSERTION_JTI);
+                    prop_assert!(checked.expires <= at + time::Duration::hours(1));
+                    prop_assert!(checked.expires > at - time::Duration::minutes(2));
+                }
+                Err(_) => prop_assert!(is_refused(&result)),
+            }
+        }
+
+        /// A registered JWK Set of any shape (a key with a zero or huge modulus, a wrong
+        /// curve, not JSON) refuses the assertion; it does not panic.
+        #[test]
+        fn fuzz_client_assertion_registered_jwks_of_any_shape(
+            jwks in jwks_text(),
+            alg in prop::sample::select(SigningAlg::ALL.to_vec()),
+        ) {
+            let at = now();
+            let token = signed(alg, &json!({
+                "iss": CLIENT_ID, "sub": CLIENT_ID, "aud": format!("{ISSUER}/oauth2/token"),
+                "exp": at.unix_timestamp() + 60, "jti": "j",
+            }));
+            let result = verify_client_assertion(&client(Some(jwks)), &token, ISSUER, at);
+            prop_assert!(is_refused(&result));
+        }
+
+        /// A good assertion passes with its `jti`; changed anywhere, it does not.
+        #[test]
+        fn fuzz_client_assertion_round_trip(
+            alg in prop::sample::select(SigningAlg::ALL.to_vec()),
+            jti in "[A-Za-z0-9_-]{1,256}",
+            lifetime in 1i64..3_600,
+            to_issuer in any::<bool>(),
+            at in 0usize..2_000,
+            replacement in "[A-Za-z0-9_.-]",
+        ) {
+            let now = now();
+            let aud = if to_issuer { ISSUER.to_string() } else { format!("{ISSUER}/oauth2/token") };
+            let token = signed(alg, &json!({
+                "iss": CLIENT_ID, "sub": CLIENT_ID, "aud": aud,
+                "exp": now.unix_timestamp() + lifetime, "jti": jti,
+            }));
+            let checked = verify_client_assertion(&client(None), &token, ISSUER, now)
+                .map_err(|e| TestCaseError::fail(e.as_str()))?;
+            prop_assert_eq!(checked.jti, jti);
+            let at = at % token.len();
+            let mut changed = token.clone();
+            changed.replace_range(at..at + 1, &replacement);
+            if changed != token {
+                let result = verify_client_assertion(&client(None), &changed, ISSUER, now);
+                prop_assert!(is_refused(&result), "{changed}");
+            }
+        }
+    }
+
+    /// A `jti` longer than PostgreSQL's primary key holds (about 2.7 kB) failed the store's
+    /// insert: a 503 `temporarily_unavailable` for a fault of the request.
+    #[test]
+    fn a_long_jti_is_refused_before_the_store() {
+        let at = now();
+        let token = signed(
+            SigningAlg::Es256,
+            &json!({
+                "iss": CLIENT_ID, "sub": CLIENT_ID, "aud": ISSUER,
+                "exp": at.unix_timestamp() + 60, "jti": "j".repeat(MAX_ASSERTION_JTI + 1),
+            }),
+        );
+        let result = verify_client_assertion(&client(None), &token, ISSUER, at);
+        assert!(is_refused(&result));
     }
 }

@@ -165,7 +165,7 @@ impl Provider {
             .and_then(|c| OpaqueToken::from_client(c))
             .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
         let digest = token.digest();
-        let grace = time::Duration::seconds(self.config.refresh_grace_secs);
+        let grace = self.config.refresh_grace();
         let grant = match self
             .store
             .use_refresh_token(&digest, &client.id, now, grace)
@@ -320,7 +320,7 @@ impl Provider {
         };
         let access_token = self.sign_access(&claims)?;
         let refresh = OpaqueToken::generate();
-        let expires_at = now + time::Duration::days(self.config.refresh_token_ttl_days);
+        let expires_at = now + self.config.refresh_token_ttl();
         let id_token = if grant.scope.split(' ').any(|s| s == "openid") {
             let alg = client.id_token_alg;
             let key = self.keys.active(alg).ok_or_else(OAuthError::server)?;
