@@ -3,6 +3,7 @@
 mod email;
 pub mod lockout;
 pub mod password;
+mod profile;
 mod reauth;
 mod setup;
 
@@ -17,11 +18,12 @@ pub use lockout::{
     UnlockToken,
 };
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
-pub use reauth::{ProfileChange, ReauthError, ReauthLimit};
+pub use profile::{MAX_NAME_PART_CHARS, PersonName, ProfileChange, initials, known_time_zone};
+pub use reauth::{ReauthError, ReauthLimit};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 // The account records live with the store that reads and writes them.
-pub use crate::store::account::{NewUser, User};
+pub use crate::store::account::{NewUser, ProfileRecord, User};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
@@ -30,8 +32,8 @@ use crate::store::{Store, StoreError};
 /// passwords must not flood the owner's mailbox).
 pub const FAILURE_ALERT_PERIOD: time::Duration = time::Duration::minutes(15);
 
-/// Longest display name accepted.
-pub const MAX_NAME_CHARS: usize = 200;
+/// Longest display name accepted (a first and a last name of the longest length).
+pub const MAX_NAME_CHARS: usize = 2 * MAX_NAME_PART_CHARS + 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -51,6 +53,9 @@ pub enum AccountError {
     /// A language that pages and mails do not speak.
     #[error("unsupported locale")]
     UnsupportedLocale,
+    /// A time zone that is not an IANA name this server knows.
+    #[error("unknown time zone")]
+    UnknownTimeZone,
     /// The current password did not confirm the change.
     #[error(transparent)]
     Reauth(#[from] ReauthError),
@@ -154,7 +159,8 @@ impl Accounts {
         &self.hasher
     }
 
-    /// Checks e-mail, name and password against the rules and hashes the password.
+    /// Checks e-mail, name (one field, split at the first space) and password against the
+    /// rules and hashes the password.
     pub async fn prepare_user(
         &self,
         email: &str,
@@ -164,16 +170,15 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Result<NewUser, AccountError> {
         let email = normalize_email(email)?;
-        let name = name.trim();
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(AccountError::NameTooLong);
-        }
+        let name = PersonName::split(name)?;
         self.policy.check(password)?;
         let password_hash = self.hasher.hash(password).await?;
         Ok(NewUser {
             id: Uuid::now_v7(),
             email,
-            name: name.to_string(),
+            name: name.display(),
+            given_name: name.given,
+            family_name: name.family,
             password_hash: Some(password_hash),
             is_admin,
             lockout_threshold: self.lockout.default_threshold,

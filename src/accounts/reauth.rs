@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    AccountError, Accounts, LoginError, MAX_NAME_CHARS, PasswordCheck, User, normalize_email,
-};
+use super::{AccountError, Accounts, LoginError, PasswordCheck, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 
 /// How many re-checks of signed-in users' passwords may run: each is a full argon2 hash,
@@ -35,21 +33,11 @@ pub enum ReauthError {
     Login(#[from] LoginError),
 }
 
-/// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` clears it.
-/// A new e-mail address needs `current_password`.
-#[derive(Debug, Default)]
-pub struct ProfileChange {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub locale: Option<Option<String>>,
-    pub current_password: Option<String>,
-}
-
 impl Accounts {
     /// The signed-in user's own password, checked again before a sensitive change: first
     /// the limit, then the one password-check path (counted before argon2, recorded as a
     /// failed re-authentication for `purpose`; a locked account is refused without a hash).
-    async fn reauthenticate(
+    pub(super) async fn reauthenticate(
         &self,
         user: &User,
         password: &str,
@@ -65,88 +53,6 @@ impl Accounts {
         self.confirm_password(user, password, purpose, client, now)
             .await?;
         Ok(())
-    }
-
-    /// Changes the e-mail address, confirmed by the current password (an address that
-    /// differs only in case is no change, and needs none).
-    pub async fn change_email(
-        &self,
-        user: &User,
-        new_email: &str,
-        current_password: &str,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<User, AccountError> {
-        let change = ProfileChange {
-            email: Some(new_email.to_string()),
-            current_password: Some(current_password.to_string()),
-            ..ProfileChange::default()
-        };
-        self.update_profile(user, change, client, now).await
-    }
-
-    /// Changes name, locale and (when given) e-mail; records which fields changed. A new
-    /// e-mail address is refused without the current password, and the password is
-    /// re-checked before anything else is looked at.
-    pub async fn update_profile(
-        &self,
-        user: &User,
-        change: ProfileChange,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<User, AccountError> {
-        if let Some(Some(locale)) = &change.locale
-            && !crate::i18n::LOCALES.contains(&locale.as_str())
-        {
-            return Err(AccountError::UnsupportedLocale);
-        }
-        let new_email = change
-            .email
-            .filter(|e| e.trim().to_lowercase() != user.email.to_lowercase());
-        if new_email.is_some() {
-            let password = change
-                .current_password
-                .as_deref()
-                .ok_or(AccountError::CurrentPasswordRequired)?;
-            self.reauthenticate(user, password, PasswordCheck::EmailChange, client, now)
-                .await?;
-        }
-        let name = match change.name {
-            Some(name) if name.trim().chars().count() > MAX_NAME_CHARS => {
-                return Err(AccountError::NameTooLong);
-            }
-            Some(name) => name.trim().to_string(),
-            None => user.name.clone(),
-        };
-        let email = match new_email {
-            Some(email) => normalize_email(&email)?,
-            None => user.email.clone(),
-        };
-        let locale = change.locale.unwrap_or_else(|| user.locale.clone());
-        let mut changed = Vec::new();
-        if name != user.name {
-            changed.push("name");
-        }
-        if email != user.email {
-            changed.push("email");
-        }
-        if locale != user.locale {
-            changed.push("locale");
-        }
-        if changed.is_empty() {
-            return Ok(user.clone());
-        }
-        let event = ActivityEvent::new(
-            Some(user.id),
-            Action::ProfileChanged,
-            client,
-            serde_json::json!({ "fields": changed }),
-            now,
-        );
-        Ok(self
-            .store
-            .update_profile(user.id, &email, &name, locale.as_deref(), &event)
-            .await?)
     }
 
     /// Sets a new password once the current one is confirmed: checks the rules, ends every

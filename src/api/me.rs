@@ -96,9 +96,14 @@ pub struct Membership {
 pub struct Me {
     pub id: Uuid,
     pub email: String,
+    /// The display name: first and last name joined.
     pub name: String,
+    pub given_name: String,
+    pub family_name: String,
     /// `en`, `es`, `fr`, or absent (the browser's language).
     pub locale: Option<String>,
+    /// An IANA time zone (`Europe/Zurich`), or absent (the browser's, else UTC).
+    pub time_zone: Option<String>,
     /// Administrator of this Gotthard instance.
     pub is_admin: bool,
     #[serde(with = "time::serde::rfc3339")]
@@ -131,7 +136,10 @@ async fn me_view(state: &AppState, user: &crate::accounts::User) -> Result<Me, A
         id: user.id,
         email: user.email.clone(),
         name: user.name.clone(),
+        given_name: user.given_name.clone(),
+        family_name: user.family_name.clone(),
         locale: user.locale.clone(),
+        time_zone: user.time_zone.clone(),
         is_admin: user.is_admin,
         created_at: user.created_at,
         organizations,
@@ -150,17 +158,25 @@ where
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
-    pub name: Option<String>,
+    /// First name (at most 100 characters).
+    pub given_name: Option<String>,
+    /// Last name (at most 100 characters).
+    pub family_name: Option<String>,
     /// `en`, `es`, `fr`, or `null` for the browser's language.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub locale: Option<Option<String>>,
+    /// An IANA time zone name, or `null` for the browser's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub time_zone: Option<Option<String>>,
     /// A new address: needs `current_password`.
     pub email: Option<String>,
     pub current_password: Option<String>,
 }
 
-/// Changes name, locale or e-mail (the e-mail only with the current password).
+/// Changes first and last name, language, time zone or e-mail (the e-mail only with the
+/// current password).
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", request_body = ProfilePatch, responses(
     (status = 200, body = Me),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -177,9 +193,11 @@ pub async fn update(
 ) -> Result<Json<Me>, ApiError> {
     caller.require_csrf(&state, &headers)?;
     let change = ProfileChange {
-        name: patch.name,
+        given_name: patch.given_name,
+        family_name: patch.family_name,
         email: patch.email,
         locale: patch.locale,
+        time_zone: patch.time_zone,
         current_password: patch.current_password,
     };
     let updated = state

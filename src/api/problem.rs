@@ -89,7 +89,14 @@ impl From<crate::accounts::AccountError> for ApiError {
             AccountError::InvalidEmail(problem) => {
                 ApiError::Invalid(format!("`email`: the address is {problem}"))
             }
-            AccountError::NameTooLong => ApiError::Invalid("`name` is too long".into()),
+            AccountError::NameTooLong => ApiError::Invalid(format!(
+                "`given_name` and `family_name` may have at most {} characters each",
+                crate::accounts::MAX_NAME_PART_CHARS
+            )),
+            AccountError::UnknownTimeZone => ApiError::Invalid(
+                "`time_zone` must be an IANA time zone name such as `Europe/Zurich`, or null"
+                    .into(),
+            ),
             AccountError::WeakPassword(problem) => ApiError::Invalid(match problem {
                 crate::accounts::PasswordProblem::TooShort { min } => {
                     format!("`new_password` must have at least {min} characters")

@@ -14,7 +14,7 @@ use super::{
     BeginError, Callback, FLOW_TTL, FederatedIdentity, Federation, Finished, LEEWAY, LINK_TTL,
     PendingLink, Reauthentication, Refusal, SsoFlow, browser_digest, entra,
 };
-use crate::accounts::{MAX_NAME_CHARS, NewUser, User, normalize_email};
+use crate::accounts::{MAX_NAME_PART_CHARS, NewUser, PersonName, User, normalize_email};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::orgs::{Membership, SsoConnection, domain_of};
 use crate::store::StoreError;
@@ -283,15 +283,36 @@ impl Federation {
         if !connection.provision {
             return Err(Refusal::NoAccount);
         }
-        let name: String = claims
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().trim().chars().take(MAX_NAME_CHARS).collect())
-            .unwrap_or_default();
+        // Entra's given and family name when it sends them, else its one `name` split.
+        let part = |claim: Option<&str>| -> String {
+            claim
+                .map(|n| n.trim().chars().take(MAX_NAME_PART_CHARS).collect())
+                .unwrap_or_default()
+        };
+        let given = part(
+            claims
+                .given_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str()),
+        );
+        let family = part(
+            claims
+                .family_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str()),
+        );
+        let name = if given.is_empty() && family.is_empty() {
+            let full = part(claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()));
+            PersonName::split(&full).unwrap_or_default()
+        } else {
+            PersonName::new(&given, &family).unwrap_or_default()
+        };
         let user = NewUser {
             id: Uuid::now_v7(),
             email: address,
-            name,
+            name: name.display(),
+            given_name: name.given,
+            family_name: name.family,
             // SSO only, until the owner sets a password.
             password_hash: None,
             is_admin: false,

@@ -166,7 +166,16 @@ fn profile_claims(user: &User, scope: &str) -> Vec<(&'static str, Value)> {
     let mut claims = Vec::new();
     let scopes: BTreeSet<&str> = scope.split(' ').collect();
     if scopes.contains("profile") {
-        claims.push(("name", json!(user.name)));
+        // Empty parts are left out (OIDC Core §5.3.2: absent, not empty).
+        for (claim, value) in [
+            ("name", &user.name),
+            ("given_name", &user.given_name),
+            ("family_name", &user.family_name),
+        ] {
+            if !value.is_empty() {
+                claims.push((claim, json!(value)));
+            }
+        }
         claims.push(("updated_at", json!(user.updated_at.unix_timestamp())));
         if let Some(locale) = &user.locale {
             claims.push(("locale", json!(locale)));
@@ -235,7 +244,8 @@ fn discovery_document(issuer: &str) -> Value {
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce",
-            "at_hash", "sid", "amr", "acr", "name", "updated_at", "locale", "email",
+            "at_hash", "sid", "amr", "acr", "name", "given_name", "family_name", "updated_at",
+            "locale", "email",
             "email_verified"],
         "acr_values_supported": ["urn:gotthard:acr:password", "urn:gotthard:acr:sso"],
         "prompt_values_supported": ["none", "login", "consent"],

@@ -29,6 +29,10 @@ pub struct User {
     pub notify_on_failure: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub given_name: String,
+    pub family_name: String,
+    /// IANA name; `None`: the browser's zone, else UTC.
+    pub time_zone: Option<String>,
 }
 
 /// A user about to be written; built by `Accounts` after the rules have passed.
@@ -36,11 +40,26 @@ pub struct User {
 pub struct NewUser {
     pub id: Uuid,
     pub email: String,
+    /// The display name, "given family".
     pub name: String,
+    pub given_name: String,
+    pub family_name: String,
     pub password_hash: Option<String>,
     pub is_admin: bool,
     pub lockout_threshold: i32,
     pub created_at: OffsetDateTime,
+}
+
+/// What a profile edit writes: every field's new value (`name` is the display name of the
+/// two parts).
+#[derive(Debug, Clone)]
+pub struct ProfileRecord {
+    pub email: String,
+    pub name: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
 }
 
 /// A user's security settings.
@@ -152,14 +171,12 @@ pub trait AccountStore: Send + Sync {
         event: &ActivityEvent,
         alert: &NewMail,
     ) -> Result<u64, StoreError>;
-    /// Writes name, e-mail and locale with the event; [`StoreError::Conflict`] when the
-    /// e-mail belongs to another account.
+    /// Writes the profile with the event; [`StoreError::Conflict`] when the e-mail belongs
+    /// to another account.
     async fn update_profile(
         &self,
         user_id: Uuid,
-        email: &str,
-        name: &str,
-        locale: Option<&str>,
+        profile: &ProfileRecord,
         event: &ActivityEvent,
     ) -> Result<User, StoreError>;
     /// Names of the organizations whose only legal representative is this user.
@@ -492,23 +509,25 @@ macro_rules! account_store {
             async fn update_profile(
                 &self,
                 user_id: Uuid,
-                email: &str,
-                name: &str,
-                locale: Option<&str>,
+                profile: &ProfileRecord,
                 event: &ActivityEvent,
             ) -> Result<User, StoreError> {
                 let mut tx = self.writer.begin().await?;
                 let sql = format!(
                     "UPDATE users SET email = $1, email_key = $2, name = $3, locale = $4, \
-                     updated_at = $5 WHERE id = $6 RETURNING {USER_COLUMNS}"
+                     updated_at = $5, given_name = $7, family_name = $8, time_zone = $9 \
+                     WHERE id = $6 RETURNING {USER_COLUMNS}"
                 );
                 let user = sqlx::query_as::<_, User>(&sql)
-                    .bind(email)
-                    .bind(email_key(email))
-                    .bind(name)
-                    .bind(locale)
+                    .bind(profile.email.as_str())
+                    .bind(email_key(&profile.email))
+                    .bind(profile.name.as_str())
+                    .bind(profile.locale.as_deref())
                     .bind(event.created_at)
                     .bind(user_id)
+                    .bind(profile.given_name.as_str())
+                    .bind(profile.family_name.as_str())
+                    .bind(profile.time_zone.as_deref())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(StoreError::from_write)?;

@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::account::User;
-use super::sql::USER_COLUMNS;
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::tokens::{SigningAlg, TokenDigest};
 
@@ -93,10 +92,6 @@ const GRANT_STATE: &str = "SELECT g.id, g.client_id, g.user_id, g.session_id, g.
 
 /// The liveness of an access token and its user in one statement (see `access_token_state`).
 static ACCESS_TOKEN_STATE: LazyLock<String> = LazyLock::new(|| {
-    let user_columns: Vec<String> = USER_COLUMNS
-        .split(',')
-        .map(|c| format!("u.{}", c.trim()))
-        .collect();
     format!(
         "SELECT EXISTS (SELECT 1 FROM oauth_revoked_jti WHERE jti = $1) AS jti_revoked, \
          g.id AS g_id, g.client_id AS g_client_id, g.user_id AS g_user_id, \
@@ -107,7 +102,7 @@ static ACCESS_TOKEN_STATE: LazyLock<String> = LazyLock::new(|| {
          LEFT JOIN oauth_grants g ON g.id = $2 \
          LEFT JOIN sessions s ON s.id = g.session_id AND s.ended_at IS NULL \
          LEFT JOIN users u ON u.id = g.user_id",
-        user_columns.join(", ")
+        super::sql::user_columns_of("u")
     )
 });
 

@@ -55,13 +55,16 @@ pub struct NewSession {
 
 /// A session and its user. The session's columns are aliased so that the user's keep the
 /// names `User`'s `FromRow` expects.
-const SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, \
-     u.locale, u.failed_attempts, u.locked_at, u.lockout_threshold, u.notify_on_success, \
-     u.notify_on_failure, u.created_at, u.updated_at, s.id AS s_id, s.method AS s_method, \
-     s.sso_org_id AS s_sso_org_id, s.ip AS s_ip, s.user_agent AS s_user_agent, \
-     s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at \
-     FROM sessions s JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = $1 AND s.ended_at IS NULL";
+static SESSION_WITH_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, s.id AS s_id, s.method AS s_method, \
+         s.sso_org_id AS s_sso_org_id, s.ip AS s_ip, s.user_agent AS s_user_agent, \
+         s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.ended_at IS NULL",
+        super::sql::user_columns_of("u")
+    )
+});
 
 /// Sessions: created together with their activity event, in one transaction.
 #[async_trait]
@@ -155,7 +158,7 @@ macro_rules! session_store {
             ) -> Result<Option<(Session, User)>, StoreError> {
                 use sqlx::{FromRow, Row};
                 // One round trip per signed-in request: the session and its user, joined.
-                let Some(row) = sqlx::query(SESSION_WITH_USER)
+                let Some(row) = sqlx::query(&SESSION_WITH_USER)
                     .bind(digest.as_bytes())
                     .fetch_optional(&self.pool)
                     .await?

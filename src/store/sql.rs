@@ -14,15 +14,25 @@ use super::outbox::NewMail;
 use super::{Backend, Store, StoreError};
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
-     locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
+     locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at, \
+     given_name, family_name, time_zone";
+
+/// [`USER_COLUMNS`] of a table alias (`u.id, u.email, …`), for joins.
+pub(super) fn user_columns_of(alias: &str) -> String {
+    USER_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, client_id, ip, user_agent, details, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 pub(super) const INSERT_USER: &str = "INSERT INTO users (id, email, email_key, name, password_hash, \
-     is_admin, lockout_threshold, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+     is_admin, lockout_threshold, created_at, updated_at, given_name, family_name) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)";
 
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $db:ty, $backend:expr, $migrator:expr) => {
@@ -145,6 +155,8 @@ where
         .bind(user.is_admin)
         .bind(user.lockout_threshold)
         .bind(user.created_at)
+        .bind(user.given_name.as_str())
+        .bind(user.family_name.as_str())
 }
 
 /// Binds an activity event to [`INSERT_EVENT`], for either backend.

@@ -146,6 +146,7 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         | AccountError::LastLegalRepresentative(_)
         | AccountError::CurrentPasswordRequired
         | AccountError::UnsupportedLocale
+        | AccountError::UnknownTimeZone
         | AccountError::Reauth(_) => return None,
     })
 }

@@ -1413,7 +1413,7 @@ async fn inputs_the_properties_found_get_their_documented_answer() {
             .patch(app.url("/api/v1/me"))
             .header("x-csrf-token", &api_csrf)
             .header(CONTENT_TYPE, "application/json")
-            .body(r#"{"name": "a\u0000b"}"#)
+            .body(r#"{"given_name": "a\u0000b"}"#)
             .send()
             .await
             .unwrap();

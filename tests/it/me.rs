@@ -55,7 +55,7 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
             reqwest::Method::PATCH,
             me.clone(),
             "forged",
-            json!({"name": "X"}),
+            json!({"given_name": "X"}),
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -64,11 +64,13 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
             reqwest::Method::PATCH,
             me.clone(),
             &csrf,
-            json!({"name": " Ada Lovelace ", "locale": "fr"}),
+            json!({"given_name": " Ada ", "family_name": "Lovelace", "locale": "fr"}),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["name"], "Ada Lovelace");
+        assert_eq!(body["given_name"], "Ada");
+        assert_eq!(body["family_name"], "Lovelace");
         assert_eq!(body["locale"], "fr");
         // The chosen language wins over the browser's on the account pages.
         let page = client
@@ -120,6 +122,22 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
                 json!({"email": "not an address", "current_password": PASSWORD}),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "email",
+            ),
+            (
+                json!({"time_zone": "Mars/Olympus_Mons"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "time_zone",
+            ),
+            (
+                json!({"family_name": "x".repeat(101)}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "family_name",
+            ),
+            // The one name field is gone: first and last name replace it.
+            (
+                json!({"name": "Ada Lovelace"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name",
             ),
             (
                 json!({"nmae": "typo"}),

@@ -936,7 +936,7 @@ async fn third_party_clients_ask_for_consent_once_and_bearer_tokens_reach_the_ac
         let change = api
             .patch(app.url("/api/v1/me"))
             .bearer_auth(tokens.access_token().secret())
-            .json(&serde_json::json!({"name": "Ada"}))
+            .json(&serde_json::json!({"given_name": "Ada"}))
             .send()
             .await
             .unwrap();
@@ -1315,7 +1315,7 @@ async fn administration_needs_the_admin_scope_which_is_asked_every_time() {
         let own = api
             .patch(app.url("/api/v1/me"))
             .bearer_auth(silent)
-            .json(&serde_json::json!({"name": "Root"}))
+            .json(&serde_json::json!({"given_name": "Root"}))
             .send()
             .await
             .unwrap();

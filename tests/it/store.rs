@@ -39,6 +39,8 @@ fn new_user(email: &str, at: OffsetDateTime) -> NewUser {
         id: Uuid::now_v7(),
         email: email.to_string(),
         name: "Ada".to_string(),
+        given_name: "Ada".to_string(),
+        family_name: String::new(),
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string()),
         is_admin: false,
         lockout_threshold: 10,

@@ -1,6 +1,6 @@
 //! `AccountStore`: users, profile and password changes, deletion, the first-start setup link.
 
-use gotthard::accounts::{NewUser, SetupToken};
+use gotthard::accounts::{NewUser, ProfileRecord, SetupToken};
 use gotthard::audit::Action;
 use gotthard::orgs::{Membership, OrgRole};
 use gotthard::store::StoreError;
@@ -174,6 +174,17 @@ async fn addresses_are_one_account_whatever_their_case() {
     }
 }
 
+fn profile(email: &str, given: &str, family: &str, locale: Option<&str>) -> ProfileRecord {
+    ProfileRecord {
+        email: email.into(),
+        name: format!("{given} {family}").trim().to_string(),
+        given_name: given.into(),
+        family_name: family.into(),
+        locale: locale.map(str::to_string),
+        time_zone: Some("Europe/Zurich".into()),
+    }
+}
+
 #[tokio::test]
 async fn a_profile_change_writes_its_event_and_refuses_a_taken_address() {
     for (store, db) in each_store().await {
@@ -184,11 +195,20 @@ async fn a_profile_change_writes_its_event_and_refuses_a_taken_address() {
         let later = at + Duration::seconds(5);
         let changed = event(ada.id, Action::ProfileChanged, later);
         let updated = store
-            .update_profile(ada.id, "Ada.L@example.com", "Ada L", Some("fr"), &changed)
+            .update_profile(
+                ada.id,
+                &profile("Ada.L@example.com", "Ada", "L", Some("fr")),
+                &changed,
+            )
             .await
             .unwrap();
         assert_eq!(updated.email, "Ada.L@example.com", "{}", db.backend);
         assert_eq!(updated.name, "Ada L");
+        assert_eq!(
+            (updated.given_name.as_str(), updated.family_name.as_str()),
+            ("Ada", "L")
+        );
+        assert_eq!(updated.time_zone.as_deref(), Some("Europe/Zurich"));
         assert_eq!(updated.locale.as_deref(), Some("fr"));
         assert_eq!(updated.updated_at, later);
         assert!(
@@ -209,7 +229,11 @@ async fn a_profile_change_writes_its_event_and_refuses_a_taken_address() {
         // Bob's address (in any case) is refused, and nothing is written.
         let refused = event(ada.id, Action::ProfileChanged, later);
         let taken = store
-            .update_profile(ada.id, "BOB@example.com", "Ada", None, &refused)
+            .update_profile(
+                ada.id,
+                &profile("BOB@example.com", "Ada", "", None),
+                &refused,
+            )
             .await;
         assert!(matches!(taken, Err(StoreError::Conflict)), "{}", db.backend);
         let kept = store.user_by_id(ada.id).await.unwrap().unwrap();
@@ -219,7 +243,11 @@ async fn a_profile_change_writes_its_event_and_refuses_a_taken_address() {
         // `None` clears the locale.
         let cleared = event(ada.id, Action::ProfileChanged, later);
         let updated = store
-            .update_profile(ada.id, "Ada.L@example.com", "Ada L", None, &cleared)
+            .update_profile(
+                ada.id,
+                &profile("Ada.L@example.com", "Ada", "L", None),
+                &cleared,
+            )
             .await
             .unwrap();
         assert_eq!(updated.locale, None, "{}", db.backend);
