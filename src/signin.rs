@@ -14,7 +14,7 @@ use crate::tokens::OpaqueToken;
 /// How a password sign-in ended, when nothing failed on the way.
 pub enum PasswordSignIn {
     /// A session started: the cookie's value (only its digest is stored).
-    SignedIn { user: User, token: OpaqueToken },
+    SignedIn { user: Box<User>, token: OpaqueToken },
     /// Unknown address, wrong password or a locked account: one answer for all.
     WrongCredentials,
     /// The right password, but the address's organization allows its members SSO only
@@ -71,7 +71,10 @@ impl SignIn {
             .sessions
             .start(&user, SignInMethod::Password, client, now)
             .await?;
-        Ok(PasswordSignIn::SignedIn { user, token })
+        Ok(PasswordSignIn::SignedIn {
+            user: Box::new(user),
+            token,
+        })
     }
 
     /// The first administrator, created through the setup link, signed in at once. Returns
