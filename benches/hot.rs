@@ -148,6 +148,8 @@ async fn seed(url: &str) -> anyhow::Result<(std::sync::Arc<dyn Store>, Uuid, Opa
                 id: Uuid::now_v7(),
                 email: format!("u{i}@example.com"),
                 name: format!("User {i}"),
+                given_name: "User".into(),
+                family_name: i.to_string(),
                 password_hash: None,
                 is_admin: false,
                 lockout_threshold: 10,
