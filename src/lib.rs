@@ -303,11 +303,12 @@ pub fn router(state: AppState) -> Router {
     let mut security_headers = vec![
         (
             header::CONTENT_SECURITY_POLICY,
-            // No inline script or style anywhere; forms post only to us; never framed.
-            // (The OIDC provider must widen form-action for the redirect that follows a login
-            // POST to a relying party: Chrome applies it to redirects.)
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            // No inline script or style anywhere (the one script is the account pages' file);
+            // forms post only to us; never framed. (The OIDC provider must widen form-action
+            // for the redirect that follows a login POST to a relying party: Chrome applies
+            // it to redirects.)
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -9,6 +9,10 @@ use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 use fluent_langneg::{NegotiationStrategy, accepted_languages, negotiate_languages};
 use unic_langid::LanguageIdentifier;
 
+mod time;
+
+pub use time::{ReaderZone, TimeView};
+
 /// The languages pages and mails speak, as a user may choose them.
 pub const LOCALES: [&str; 3] = ["en", "es", "fr"];
 
@@ -22,6 +26,7 @@ pub struct I18n {
     bundles: HashMap<LanguageIdentifier, FluentBundle<FluentResource>>,
     available: Vec<LanguageIdentifier>,
     default: LanguageIdentifier,
+    formatters: time::Formatters,
 }
 
 impl I18n {
@@ -46,6 +51,7 @@ impl I18n {
             bundles,
             available,
             default,
+            formatters: time::Formatters::load(&LOCALES)?,
         })
     }
 
@@ -110,6 +116,13 @@ impl Translator {
 
     pub fn t(&self, key: &str) -> String {
         self.i18n.format(&self.lang, key, None)
+    }
+
+    /// A message with a count `n`, whose words follow the language's plural rules.
+    pub fn t_count(&self, key: &str, n: i64) -> String {
+        let mut fluent_args = FluentArgs::new();
+        fluent_args.set("n", FluentValue::from(n));
+        self.i18n.format(&self.lang, key, Some(&fluent_args))
     }
 
     pub fn t_with(&self, key: &str, args: &[(&str, String)]) -> String {

@@ -1,12 +1,12 @@
-//! The account pages: `/account` (who is signed in), `/account/sessions` (account access)
-//! and `/account/activity` (account activity).
+//! The account pages besides the profile and security: `/account/sessions` (account
+//! access) and `/account/activity` (account activity), two tabs of one page;
+//! `/account/orgs` (organizations) and `/account/apps` (apps you allowed).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -14,82 +14,56 @@ use crate::audit::{Action, EventOwner};
 use crate::error::WebError;
 use crate::http::{ActivityQuery, CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::sessions::{DeviceLabel, EndedBy};
+use crate::web::console::{Console, Section};
 
-/// Events shown on the page; the full, filterable log has its own page.
-const RECENT_EVENTS: i64 = 10;
-
-pub async fn page(
+/// `GET /account/orgs`: the user's organizations and their role in each; administrators
+/// reach the members and the SSO settings from here.
+pub async fn organizations(
     State(state): State<AppState>,
     page: PageContext,
     signed_in: SignedIn,
 ) -> Result<Response, WebError> {
-    let page = page.for_user(&state, &signed_in.user);
-    let user = &signed_in.user;
-    let session = &signed_in.session;
+    let console = Console::open(&state, page, &signed_in, Section::Organizations);
     let organizations: Vec<_> = state
         .orgs
-        .of_user(user.id)
+        .of_user(signed_in.user.id)
         .await?
         .into_iter()
         .map(|(org, role)| {
             context! {
                 id => org.id.to_string(),
                 name => org.name,
-                role => role.as_str(),
+                role => console.tr.t(&format!("role-{}", role.as_str())),
                 admin => role != crate::orgs::OrgRole::Member,
             }
         })
         .collect();
-    let activity: Vec<_> = state
-        .activity
-        .recent(user.id, RECENT_EVENTS)
+    console.render(&state, "organizations.html", context! { organizations })
+}
+
+/// `GET /account/apps`: the apps the user allowed to use the account, each withdrawable.
+pub async fn apps(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+) -> Result<Response, WebError> {
+    let console = Console::open(&state, page, &signed_in, Section::Apps);
+    let apps: Vec<_> = state
+        .provider
+        .consents(&signed_in.user)
         .await?
         .into_iter()
-        .map(|e| {
+        .map(|c| {
             context! {
-                time => e.created_at.format(&Rfc3339).unwrap_or_default(),
-                action => e.action,
-                ip => e.ip,
+                id => c.client_id,
+                name => c.client_name,
+                scope => c.scope,
+                since => console.time(c.created_at),
             }
         })
         .collect();
-    let tr = &page.tr;
-    let org_names = sso_org_names(&state, std::slice::from_ref(session)).await?;
-    let session_line = tr.t_with(
-        "account-session-method",
-        &[
-            ("method", method_label(tr, session, &org_names)),
-            ("ip", session.ip.clone()),
-            (
-                "time",
-                session.created_at.format(&Rfc3339).unwrap_or_default(),
-            ),
-        ],
-    );
-    let apps: Vec<_> = state
-        .provider
-        .consents(user)
-        .await?
-        .into_iter()
-        .map(|c| context! { id => c.client_id, name => c.client_name, scope => c.scope })
-        .collect();
-    let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
-    let html = state.pages.render(
-        "account.html",
-        tr,
-        context! {
-            signed_in_as => tr.t_with("account-signed-in-as", &[("email", user.email.clone())]),
-            name => user.name,
-            email => user.email,
-            is_admin => user.is_admin,
-            session_line,
-            organizations,
-            activity,
-            apps,
-            csrf => token,
-        },
-    )?;
-    Ok((jar, Html(html)).into_response())
+    let csrf = console.csrf.clone();
+    console.render(&state, "apps.html", context! { apps, csrf })
 }
 
 /// `POST /account/apps/{client}/revoke`: withdraws an app's permission; its tokens stop.
@@ -109,7 +83,7 @@ pub async fn revoke_app(
     if !revoked {
         return Err(WebError::NotFound);
     }
-    Ok(Redirect::to("/account").into_response())
+    Ok(Redirect::to("/account/apps").into_response())
 }
 
 #[derive(Deserialize)]
@@ -125,8 +99,8 @@ pub async fn sessions(
     signed_in: SignedIn,
     Query(notice): Query<SessionsNotice>,
 ) -> Result<Response, WebError> {
-    let page = page.for_user(&state, &signed_in.user);
-    let tr = &page.tr;
+    let console = Console::open(&state, page, &signed_in, Section::Access);
+    let tr = &console.tr;
     let list = state
         .sessions
         .list(signed_in.user.id, state.clock.now())
@@ -141,12 +115,10 @@ pub async fn sessions(
                 id => s.id.to_string(),
                 current => s.id == signed_in.session.id,
                 device => format!("{} · {}", device.summary(), device.category),
-                details => tr.t_with("sessions-details", &[
-                    ("ip", s.ip.clone()),
-                    ("method", method_label(tr, s, &org_names)),
-                    ("created", s.created_at.format(&Rfc3339).unwrap_or_default()),
-                    ("seen", s.last_seen_at.format(&Rfc3339).unwrap_or_default()),
-                ]),
+                ip => s.ip.clone(),
+                method => method_label(tr, s, &org_names),
+                created => console.time(s.created_at),
+                seen => console.time(s.last_seen_at),
             }
         })
         .collect();
@@ -157,13 +129,12 @@ pub async fn sessions(
         }
         _ => None,
     };
-    let (jar, token) = page.csrf_token(&state, &signed_in.cookie);
-    let html = state.pages.render(
+    let csrf = console.csrf.clone();
+    console.render(
+        &state,
         "sessions.html",
-        tr,
-        context! { sessions, others, notice, csrf => token },
-    )?;
-    Ok((jar, Html(html)).into_response())
+        context! { sessions, others, notice, csrf },
+    )
 }
 
 /// `POST /account/sessions/{id}/end`: signs one device out. Not one of yours: 404.
@@ -221,8 +192,8 @@ pub async fn activity(
     signed_in: SignedIn,
     Query(query): Query<ActivityQuery>,
 ) -> Result<Response, WebError> {
-    let page = page.for_user(&state, &signed_in.user);
-    let tr = &page.tr;
+    let console = Console::open(&state, page, &signed_in, Section::Access);
+    let tr = &console.tr;
     let label = |code: &str| action_label(tr, code);
     let actions: Vec<_> = Action::ALL
         .iter()
@@ -242,7 +213,7 @@ pub async fn activity(
                     context! {
                         code => e.action.clone(),
                         label => label(&e.action),
-                        time => e.created_at.format(&Rfc3339).unwrap_or_default(),
+                        time => console.time(e.created_at),
                         product => e.product.clone(),
                         ip => e.ip.clone(),
                         device => device.summary(),
@@ -267,9 +238,10 @@ pub async fn activity(
         product => query.product.clone().unwrap_or_default(),
         action => query.action.clone().unwrap_or_default(),
     };
-    let html = state.pages.render(
+    console.render_with_status(
+        &state,
+        status,
         "activity.html",
-        tr,
         context! {
             q => shown,
             actions,
@@ -278,8 +250,7 @@ pub async fn activity(
             error,
             filters => link_query(&query, None),
         },
-    )?;
-    Ok((status, Html(html)).into_response())
+    )
 }
 
 /// The words for an action code (`token.reuse_detected` → `action-token-reuse-detected`);

@@ -2,7 +2,7 @@
 //! are locked, and unlock them.
 
 use axum::extract::{Path, Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::WebError;
 use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
+use crate::web::console::{Console, Section};
 
 #[derive(Deserialize)]
 pub struct Notice {
@@ -23,7 +24,6 @@ pub async fn page(
     Path(org): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
-    let page = page.for_user(&state, &signed_in.user);
     let org_id: Uuid = org.parse().map_err(|_| WebError::NotFound)?;
     state.orgs.require_admin(org_id, signed_in.user.id).await?;
     let name = state
@@ -49,19 +49,20 @@ pub async fn page(
             }
         })
         .collect();
-    let (jar, csrf) = page.csrf_token(&state, &signed_in.cookie);
-    let html = state.pages.render(
+    let console = Console::open(&state, page, &signed_in, Section::Organizations);
+    let csrf = console.csrf.clone();
+    let notice = notice.unlocked.map(|_| console.tr.t("members-unlocked"));
+    console.render(
+        &state,
         "members.html",
-        &page.tr,
         context! {
             org => name,
             org_id => org_id.to_string(),
             members,
             csrf,
-            notice => notice.unlocked.map(|_| page.tr.t("members-unlocked")),
+            notice,
         },
-    )?;
-    Ok((jar, Html(html)).into_response())
+    )
 }
 
 pub async fn unlock(

@@ -4,8 +4,10 @@
 
 mod account;
 mod clients;
+pub mod console;
 mod login;
 mod members;
+mod profile;
 mod security;
 mod setup;
 mod sso;
@@ -23,6 +25,7 @@ use crate::AppState;
 use crate::error::WebError;
 
 const STYLESHEET: &str = include_str!("static/gotthard.css");
+const SCRIPT: &str = include_str!("static/console.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,7 +33,10 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", axum::routing::post(login::logout))
         .route("/setup", get(setup::form).post(setup::submit))
-        .route("/account", get(account::page))
+        .route("/account", get(profile::page))
+        .route("/account/profile", get(profile::page).post(profile::save))
+        .route("/account/orgs", get(account::organizations))
+        .route("/account/apps", get(account::apps))
         .route("/account/sessions", get(account::sessions))
         .route("/account/activity", get(account::activity))
         .route(
@@ -60,6 +66,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(account::end_session),
         )
         .route("/static/gotthard.css", get(stylesheet))
+        .route("/static/console.js", get(script))
         .route("/login/sso", get(sso::form).post(sso::begin))
         .route("/login/sso/callback", get(sso::callback))
         .route("/login/sso/link", axum::routing::post(sso::link))
@@ -85,6 +92,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The account pages' one script: it only improves (the browser's time zone, confirmations).
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
     )
         .into_response()
 }

@@ -1,8 +1,9 @@
-//! `/account/security`: the lockout threshold and the login alerts.
+//! `/account/security`: the lockout threshold, the login alerts, and the way to the password
+//! change.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
@@ -10,10 +11,12 @@ use crate::AppState;
 use crate::accounts::{SecurityError, SecuritySettings};
 use crate::error::WebError;
 use crate::http::{HtmlForm, PageContext, SignedIn};
+use crate::web::console::{Console, Section};
 
 #[derive(Deserialize)]
 pub struct Saved {
     saved: Option<String>,
+    password: Option<String>,
 }
 
 pub async fn page(
@@ -23,7 +26,11 @@ pub async fn page(
     Query(saved): Query<Saved>,
 ) -> Result<Response, WebError> {
     let page = page.for_user(&state, &signed_in.user);
-    let notice = saved.saved.map(|_| page.tr.t("security-saved"));
+    let notice = match (saved.saved, saved.password.as_deref()) {
+        (Some(_), _) => Some(page.tr.t("security-saved")),
+        (None, Some("changed")) => Some(page.tr.t("security-password-changed")),
+        _ => None,
+    };
     let settings = SecuritySettings::of(&signed_in.user);
     render(
         &state,
@@ -50,21 +57,22 @@ fn render(
         ("min", policy.min_threshold.to_string()),
         ("max", policy.max_threshold.to_string()),
     ];
-    let (jar, csrf) = page.csrf_token(state, &signed_in.cookie);
-    let html = state.pages.render(
+    let console = Console::open(state, page, signed_in, Section::Security);
+    let hint = console.tr.t_with("security-threshold-hint", &bounds);
+    let csrf = console.csrf.clone();
+    console.render_with_status(
+        state,
+        status,
         "security.html",
-        &page.tr,
         context! {
-            csrf, notice, error,
+            csrf, notice, error, hint,
             threshold => settings.lockout_threshold,
             notify_on_success => settings.notify_on_success,
             notify_on_failure => settings.notify_on_failure,
             min => policy.min_threshold,
             max => policy.max_threshold,
-            hint => page.tr.t_with("security-threshold-hint", &bounds),
         },
-    )?;
-    Ok((status, jar, Html(html)).into_response())
+    )
 }
 
 /// The form's fields, named as in the API. Unchecked boxes are simply absent.

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::error::WebError;
 use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::orgs::{DomainEditor, DomainError, OrgRole, SsoEditor, SsoSettings, SsoSettingsError};
+use crate::web::console::{Console, Section};
 
 #[derive(Deserialize)]
 pub struct Notice {
@@ -201,10 +202,12 @@ async fn render(
             record_value => challenge.value,
         });
     }
-    let (jar, csrf) = page.csrf_token(state, &signed_in.cookie);
-    let html = state.pages.render(
+    let console = Console::open(state, page, signed_in, Section::Organizations);
+    let csrf = console.csrf.clone();
+    console.render_with_status(
+        state,
+        status,
         "sso_admin.html",
-        &page.tr,
         context! {
             csrf, notice, error, connected,
             domain_rows => domain_rows,
@@ -219,8 +222,7 @@ async fn render(
             admin_role => form.default_role == "admin",
             enforce_sso => form.enforce_sso.is_some(),
         },
-    )?;
-    Ok((status, jar, Html(html)).into_response())
+    )
 }
 
 fn message(tr: &Translator, error: &SsoSettingsError) -> String {

@@ -8,7 +8,7 @@ use fantoccini::{ClientBuilder, Locator};
 use crate::support::{PASSWORD, TestApp, require_all, sqlite_db};
 
 /// chromedriver on a free port, killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -27,7 +27,7 @@ fn find(candidates: &[&str]) -> Option<String> {
         .map(|p| p.to_string())
 }
 
-async fn start_driver() -> Option<Driver> {
+pub(crate) async fn start_driver() -> Option<Driver> {
     let driver = std::env::var("CHROMEDRIVER")
         .ok()
         .or_else(|| find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]));
@@ -62,7 +62,7 @@ async fn start_driver() -> Option<Driver> {
     panic!("chromedriver did not start");
 }
 
-async fn browser(driver: &Driver, profile: &std::path::Path) -> fantoccini::Client {
+pub(crate) async fn browser(driver: &Driver, profile: &std::path::Path) -> fantoccini::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chromium = std::env::var("CHROMIUM")
         .ok()
@@ -117,7 +117,13 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
     assert_eq!(b.current_url().await.unwrap().path(), "/account");
     assert_eq!(text(&b, "account-email").await, "root@example.com");
 
-    // Sign out, then a wrong password, then the right one.
+    // Sign out from the header's menu, then a wrong password, then the right one.
+    b.find(Locator::Css("#user-menu summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     submit_and_wait(&b, "logout-submit", "login-submit").await;
     assert_eq!(b.current_url().await.unwrap().path(), "/login");
     type_into(&b, "email", "root@example.com").await;
@@ -140,10 +146,11 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
     submit_and_wait(&b, "login-submit", "account-email").await;
     assert_eq!(b.current_url().await.unwrap().path(), "/account");
 
-    // The strict CSP did not block the page's own stylesheet.
+    // The strict CSP did not block the page's own stylesheet, nor its script (which sent
+    // the browser's time zone).
     let styled = b
         .execute(
-            "return getComputedStyle(document.querySelector('main')).borderRadius",
+            "return getComputedStyle(document.querySelector('.panel')).borderRadius",
             vec![],
         )
         .await
@@ -152,16 +159,20 @@ async fn first_admin_signs_up_signs_out_and_signs_in_in_chromium() {
     // The session cookie is invisible to scripts (HttpOnly).
     let cookies = b.execute("return document.cookie", vec![]).await.unwrap();
     assert!(!cookies.as_str().unwrap_or("").contains("gotthard_session"));
+    assert!(
+        cookies.as_str().unwrap_or("").contains("gotthard_tz="),
+        "{cookies:?}"
+    );
     b.close().await.unwrap();
 }
 
-async fn type_into(b: &fantoccini::Client, id: &str, keys: &str) {
+pub(crate) async fn type_into(b: &fantoccini::Client, id: &str, keys: &str) {
     let field = b.find(Locator::Id(id)).await.unwrap();
     field.send_keys(keys).await.unwrap();
 }
 
 /// Clicks the button `id` and waits for the element `then` of the next page.
-async fn submit_and_wait(b: &fantoccini::Client, id: &str, then: &str) {
+pub(crate) async fn submit_and_wait(b: &fantoccini::Client, id: &str, then: &str) {
     b.find(Locator::Id(id))
         .await
         .unwrap()
@@ -171,7 +182,7 @@ async fn submit_and_wait(b: &fantoccini::Client, id: &str, then: &str) {
     b.wait().for_element(Locator::Id(then)).await.unwrap();
 }
 
-async fn text(b: &fantoccini::Client, id: &str) -> String {
+pub(crate) async fn text(b: &fantoccini::Client, id: &str) -> String {
     b.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
 }
 

@@ -283,7 +283,7 @@ async fn admins_unlock_their_members_and_nobody_else_can() {
             "{html}"
         );
         let account = alice
-            .get(app.url("/account"))
+            .get(app.url("/account/orgs"))
             .send()
             .await
             .unwrap()
@@ -292,7 +292,7 @@ async fn admins_unlock_their_members_and_nobody_else_can() {
             .unwrap();
         assert!(
             account.contains(&members_page),
-            "the account page links the admin page"
+            "the organizations page links the admin page"
         );
         assert_eq!(
             unlock(&alice, acme.id, &alice_csrf).await.unwrap().status(),

@@ -46,7 +46,16 @@ async fn right_password_signs_in_with_a_hardened_fresh_session() {
         assert_eq!(account.status(), StatusCode::OK);
         let html = account.text().await.unwrap();
         assert_eq!(text_of(&html, "#account-email").unwrap(), "Ada@example.com");
-        assert!(html.contains("login.succeeded"), "activity shows the login");
+        let activity = client
+            .get(app.url("/account/activity"))
+            .send()
+            .await
+            .unwrap();
+        let html = activity.text().await.unwrap();
+        assert!(
+            html.contains(r#"data-action="login.succeeded""#),
+            "activity shows the login"
+        );
 
         // A second login gets a different session id.
         let second = app.login(&app.client(), "Ada@example.com", PASSWORD).await;

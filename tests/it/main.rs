@@ -4,6 +4,7 @@ mod activity;
 mod browser;
 mod cli;
 mod client_activity;
+mod console;
 mod data_at_rest;
 mod dns;
 mod domains;

@@ -83,7 +83,7 @@ async fn the_profile_changes_and_the_email_only_with_the_password() {
             .unwrap();
         assert_eq!(
             crate::support::text_of(&page, "h1").unwrap(),
-            "Votre compte"
+            "Gérer mon profil"
         );
         let (status, body) = send(
             &client,

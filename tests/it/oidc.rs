@@ -1039,9 +1039,9 @@ async fn administrators_register_clients_and_users_withdraw_consent() {
             .await
             .unwrap();
         assert_eq!(consents["consents"][0]["client_name"], "Calendar");
-        // The account page lists it with a button that withdraws it.
+        // The page of allowed apps lists it with a button that withdraws it.
         let page = member
-            .get(app.url("/account"))
+            .get(app.url("/account/apps"))
             .send()
             .await
             .unwrap()

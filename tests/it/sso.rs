@@ -267,7 +267,7 @@ async fn first_sign_in_provisions_and_the_second_finds_the_same_account_by_tid_a
             .text()
             .await
             .unwrap();
-        assert!(listed.contains("signed in with SSO: Contoso"), "{listed}");
+        assert!(listed.contains("SSO: Contoso"), "{listed}");
         let users_before = db.count("users").await;
 
         // The tenant's admin changes the e-mail claim (even to someone else's address): the
