@@ -3,6 +3,7 @@
 mod email;
 pub mod lockout;
 pub mod password;
+mod phones;
 mod profile;
 mod reauth;
 mod setup;
@@ -18,6 +19,9 @@ pub use lockout::{
     UnlockToken,
 };
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
+pub use phones::{
+    MAX_PHONES, PhoneError, PhoneNumber, VERIFICATION_UNAVAILABLE, display_phone, parse_phone,
+};
 pub use profile::{MAX_NAME_PART_CHARS, PersonName, ProfileChange, initials, known_time_zone};
 pub use reauth::{ReauthError, ReauthLimit};
 pub use setup::{FirstStart, SetupError, SetupToken};

@@ -9,6 +9,7 @@ mod client_activity;
 mod clients;
 mod domains;
 mod me;
+mod phones;
 mod problem;
 mod security;
 mod sessions;
@@ -44,6 +45,9 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         me::update,
         me::change_password,
         me::delete,
+        phones::list,
+        phones::add,
+        phones::remove,
         security::show,
         security::update,
         security::members,
@@ -78,6 +82,9 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         me::PasswordChange,
         me::PasswordChanged,
         me::AccountDeletion,
+        phones::PhoneView,
+        phones::PhoneList,
+        phones::PhoneAdd,
         security::Security,
         security::MemberView,
         security::MemberList,
@@ -119,6 +126,8 @@ pub fn routes() -> Router<AppState> {
         .route("/csrf", get(csrf_token))
         .route("/me", get(me::show).patch(me::update).delete(me::delete))
         .route("/me/password", post(me::change_password))
+        .route("/me/phones", get(phones::list).post(phones::add))
+        .route("/me/phones/{id}", delete(phones::remove))
         .route("/me/security", get(security::show).put(security::update))
         .route("/orgs/{org}/members", get(security::members))
         .route("/orgs/{org}/members/{user}/unlock", post(security::unlock))

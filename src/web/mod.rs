@@ -35,6 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(setup::form).post(setup::submit))
         .route("/account", get(profile::page))
         .route("/account/profile", get(profile::page).post(profile::save))
+        .route("/account/phones", axum::routing::post(profile::add_phone))
+        .route(
+            "/account/phones/{id}/delete",
+            axum::routing::post(profile::remove_phone),
+        )
         .route("/account/orgs", get(account::organizations))
         .route("/account/apps", get(account::apps))
         .route("/account/sessions", get(account::sessions))

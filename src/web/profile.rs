@@ -4,16 +4,18 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::accounts::{AccountError, ProfileChange};
+use uuid::Uuid;
+
+use crate::accounts::{AccountError, PhoneError, ProfileChange, display_phone};
 use crate::error::WebError;
-use crate::http::{HtmlForm, PageContext, SignedIn};
+use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::web::console::{Console, Section};
 
 /// The IANA zones a user may choose, by name (the legacy aliases left out).
@@ -165,6 +167,19 @@ async fn render(
         None => (None, None),
     };
     let member_since = console.time(user.created_at);
+    let phones: Vec<Value> = state
+        .accounts
+        .phones(user)
+        .await?
+        .into_iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                label => p.label,
+                number => display_phone(&p.number),
+            }
+        })
+        .collect();
     let orgs_kept: Vec<String> = state
         .orgs
         .of_user(user.id)
@@ -178,11 +193,68 @@ async fn render(
         status,
         "profile.html",
         context! {
-            csrf, notice, error, form, locales, member_since, orgs_kept,
+            csrf, notice, error, form, locales, member_since, orgs_kept, phones,
             zones => &*ZONES,
             email => user.email.clone(),
             has_password => user.password_hash.is_some(),
             is_admin => user.is_admin,
         },
     )
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    #[serde(default)]
+    csrf: String,
+    label: String,
+    number: String,
+}
+
+/// `POST /account/phones`: adds a number; back to the profile with the outcome.
+pub async fn add_phone(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    HtmlForm(form): HtmlForm<PhoneForm>,
+) -> Result<Response, WebError> {
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let added = state
+        .accounts
+        .add_phone(
+            &signed_in.user,
+            &form.label,
+            &form.number,
+            &page.client,
+            state.clock.now(),
+        )
+        .await;
+    let outcome = match added {
+        Ok(_) => "phone=added",
+        Err(PhoneError::Malformed) => "phone_error=malformed",
+        Err(PhoneError::BadLabel) => "phone_error=label",
+        Err(PhoneError::Duplicate) => "phone_error=duplicate",
+        Err(PhoneError::TooMany) => "phone_error=too_many",
+        Err(PhoneError::Store(e)) => return Err(e.into()),
+    };
+    Ok(Redirect::to(&format!("/account/profile?{outcome}#phones-heading")).into_response())
+}
+
+/// `POST /account/phones/{id}/delete`: removes one of the user's numbers.
+pub async fn remove_phone(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    HtmlForm(form): HtmlForm<CsrfOnly>,
+) -> Result<Response, WebError> {
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let id: Uuid = id.parse().map_err(|_| WebError::NotFound)?;
+    let removed = state
+        .accounts
+        .remove_phone(&signed_in.user, id, &page.client, state.clock.now())
+        .await?;
+    if !removed {
+        return Err(WebError::NotFound);
+    }
+    Ok(Redirect::to("/account/profile?phone=removed#phones-heading").into_response())
 }

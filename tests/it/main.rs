@@ -16,6 +16,7 @@ mod me;
 mod oidc;
 mod ops;
 mod outage;
+mod profile;
 mod redis;
 mod sessions;
 mod setup;

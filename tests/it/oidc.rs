@@ -20,12 +20,12 @@ use crate::support::{PASSWORD, TestApp, databases, hidden_field};
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// A registered client: id and secret (none for public clients).
-struct Registered {
+pub(crate) struct Registered {
     id: String,
     secret: Option<String>,
 }
 
-async fn register(
+pub(crate) async fn register(
     app: &TestApp,
     name: &str,
     public: bool,
@@ -55,7 +55,7 @@ fn http() -> openidconnect::reqwest::Client {
         .unwrap()
 }
 
-type Rp = openidconnect::core::CoreClient<
+pub(crate) type Rp = openidconnect::core::CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
@@ -64,7 +64,7 @@ type Rp = openidconnect::core::CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
+pub(crate) async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
     let metadata =
         CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http())
             .await
@@ -153,7 +153,7 @@ fn param(url: &url::Url, name: &str) -> Option<String> {
 }
 
 /// Runs the code flow with PKCE; returns the code, the verifier and the nonce.
-async fn authorize(
+pub(crate) async fn authorize(
     app: &TestApp,
     rp: &Rp,
     browser: &reqwest::Client,
@@ -181,7 +181,7 @@ async fn authorize(
     (param(&back, "code").expect("a code"), verifier, nonce)
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     rp: &Rp,
     code: String,
     verifier: PkceCodeVerifier,
