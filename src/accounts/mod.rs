@@ -1,9 +1,11 @@
 //! Accounts: users, their passwords, and the first-start setup of the first administrator.
 
 mod email;
+mod email_change;
 pub mod lockout;
 pub mod password;
 mod reauth;
+mod recovery;
 mod setup;
 
 use std::sync::Arc;
@@ -12,16 +14,19 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use email::{EmailProblem, MAX_EMAIL_LEN, normalize_email};
+pub use email_change::{EMAIL_CHANGE_TTL, EMAIL_UNDO_TTL, EmailChangeError, PendingEmail};
 pub use lockout::{
     Attempt, LockoutPolicy, SecurityError, SecuritySettings, ThresholdOutOfRange, UnlockError,
     UnlockToken,
 };
 pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, Verification};
 pub use reauth::{ProfileChange, ReauthError, ReauthLimit};
+pub use recovery::{LinkProblem, ResetError};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 // The account records live with the store that reads and writes them.
 pub use crate::store::account::{NewUser, User};
+pub use crate::store::recovery::{EmailChange, EmailLink};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
@@ -125,6 +130,8 @@ pub struct MailContext {
     pub issuer: String,
     pub i18n: Arc<crate::i18n::I18n>,
     pub unlock_link_ttl: time::Duration,
+    /// Lifetime of a forgotten-password link.
+    pub password_reset_ttl: time::Duration,
 }
 
 impl Accounts {
@@ -168,7 +175,7 @@ impl Accounts {
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(AccountError::NameTooLong);
         }
-        self.policy.check(password)?;
+        self.policy.check(password, &email)?;
         let password_hash = self.hasher.hash(password).await?;
         Ok(NewUser {
             id: Uuid::now_v7(),

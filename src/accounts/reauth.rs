@@ -49,7 +49,7 @@ impl Accounts {
     /// The signed-in user's own password, checked again before a sensitive change: first
     /// the limit, then the one password-check path (counted before argon2, recorded as a
     /// failed re-authentication for `purpose`; a locked account is refused without a hash).
-    async fn reauthenticate(
+    pub(super) async fn reauthenticate(
         &self,
         user: &User,
         password: &str,
@@ -171,7 +171,7 @@ impl Accounts {
         .await?;
         let alert =
             crate::mail::password_changed(&self.mail.i18n, user, client, &self.mail.issuer, now);
-        self.policy.check(new_password)?;
+        self.policy.check(new_password, &user.email)?;
         let hash = self.hasher.hash(new_password).await?;
         let event = ActivityEvent::new(
             Some(user.id),

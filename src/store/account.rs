@@ -29,6 +29,8 @@ pub struct User {
     pub notify_on_failure: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The owner opened a link mailed to this address (the `email_verified` claim).
+    pub email_verified: bool,
 }
 
 /// A user about to be written; built by `Accounts` after the rules have passed.

@@ -13,6 +13,7 @@ pub mod logouts;
 pub mod oidc;
 pub mod organization;
 pub mod outbox;
+pub mod recovery;
 pub mod session;
 mod sql;
 pub mod sso;
@@ -33,6 +34,7 @@ pub use logouts::LogoutStore;
 pub use oidc::OidcStore;
 pub use organization::OrganizationStore;
 pub use outbox::OutboxStore;
+pub use recovery::RecoveryStore;
 pub use session::SessionStore;
 pub use sso::SsoStore;
 
@@ -181,6 +183,7 @@ pub trait Store:
     + LogoutStore
     + SsoStore
     + DomainStore
+    + RecoveryStore
     + Send
     + Sync
 {

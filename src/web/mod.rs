@@ -4,8 +4,11 @@
 
 mod account;
 mod clients;
+mod email_change;
 mod login;
 mod members;
+mod password;
+mod recovery;
 mod security;
 mod setup;
 mod sso;
@@ -76,6 +79,9 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(sso_admin::verify_domain),
         )
         .merge(clients::routes())
+        .merge(recovery::routes())
+        .merge(password::routes())
+        .merge(email_change::routes())
 }
 
 async fn stylesheet() -> Response {

@@ -14,6 +14,8 @@ use crate::http::{HtmlForm, PageContext, SignedIn};
 #[derive(Deserialize)]
 pub struct Saved {
     saved: Option<String>,
+    /// `changed` after `/account/security/password`.
+    password: Option<String>,
 }
 
 pub async fn page(
@@ -23,7 +25,11 @@ pub async fn page(
     Query(saved): Query<Saved>,
 ) -> Result<Response, WebError> {
     let page = page.for_user(&state, &signed_in.user);
-    let notice = saved.saved.map(|_| page.tr.t("security-saved"));
+    let notice = match (saved.saved, saved.password.as_deref()) {
+        (_, Some("changed")) => Some(page.tr.t("password-change-done")),
+        (Some(_), _) => Some(page.tr.t("security-saved")),
+        _ => None,
+    };
     let settings = SecuritySettings::of(&signed_in.user);
     render(
         &state,

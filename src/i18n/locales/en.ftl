@@ -251,3 +251,71 @@ client-activity-events = Events
 client-activity-col-details = Details
 action-client-auth-failed = Client authentication failed
 error-admin-only = Only instance administrators see this page.
+
+# Forgotten password, password change page, login e-mail change (links).
+login-forgot-link = Forgot your password?
+password-forgot-title = Forgot your password?
+password-forgot-intro = Enter the e-mail address of your account: we will send you a link to choose a new password.
+password-forgot-submit = Send the link
+password-forgot-sent = If an account exists for this address, we sent a link to choose a new password. It works once, for { $minutes } minutes. If your account signs in with your organization, the mail says how to sign in instead.
+password-reset-title = Choose a new password
+password-reset-intro = Choose a new password for { $email }. Every device signed in to the account will be signed out, and a locked account is unlocked.
+password-reset-new = New password
+password-reset-confirm = New password, again
+password-reset-submit = Set the new password
+password-reset-mismatch = The two new passwords differ.
+password-reset-done-title = Your password is set
+password-reset-done = Your new password is set. Every device was signed out, and if your account was locked, it is unlocked now.
+password-reset-sign-in = Sign in with the new password
+password-link-used = This link was already used: each link works once.
+password-link-expired = This link has expired or was replaced by a newer one.
+password-link-unknown = This link is not valid. Check that you copied all of it.
+password-link-new = Ask for a new link
+error-password-email = The password must not be your e-mail address.
+password-change-title = Change your password
+password-change-link = Change your password
+password-change-intro = Enter your current password, then the new one. Every other device signed in to your account will be signed out.
+password-change-current = Current password
+password-change-submit = Change the password
+password-change-wrong = The current password is wrong.
+password-change-too-many = Too many password checks; try again in a few minutes.
+password-change-done = Your password was changed. Every other device was signed out.
+email-pending = We sent a link to the new address. The address you sign in with changes once you open it; until then, keep signing in with the current one.
+email-error-wrong-password = The current password is wrong.
+email-error-taken = Another account uses this e-mail address.
+email-error-invalid = This is not a valid new e-mail address.
+email-error-too-many = Too many password checks; try again in a few minutes.
+email-confirm-title = Confirm your new e-mail address
+email-confirm-intro = Press the button to make { $email } the address you sign in with.
+email-confirm-submit = Confirm the new address
+email-confirm-done = You sign in with { $email } from now on.
+email-undo-title = Undo the change of your e-mail address
+email-undo-intro = Press the button to make { $email } the address you sign in with again. Every device signed in to your account will be signed out.
+email-undo-submit = Undo the change
+email-undo-done = You sign in with { $email } again, and every device was signed out. If you did not change the address yourself, someone may know your password: choose a new one now.
+email-undo-reset-link = Choose a new password
+email-link-used = This link was already used: each link works once.
+email-link-expired = This link has expired or was replaced by a newer one.
+email-link-unknown = This link is not valid. Check that you copied all of it.
+email-taken = Another account uses this e-mail address now, so the change cannot be made.
+email-old-taken = Another account uses your old e-mail address now, so it cannot be given back. Ask your organization's administrator for help.
+mail-password-reset-subject = Choose a new Gotthard password
+mail-password-reset-body = Someone asked at { $time } (UTC) from { $ip } ({ $device }) for a link to choose a new password for your account. The link works once, for { $minutes } minutes: { $link }
+    If this was not you, ignore this mail: your password stays as it is.
+mail-password-reset-sso-subject = How to sign in to Gotthard
+mail-password-reset-sso-body = Someone asked at { $time } (UTC) from { $ip } ({ $device }) for a new password for your account. Your account has no password: you sign in through your organization, { $organization }. Use "Sign in with SSO" on the sign-in page: { $link }
+    If this was not you, ignore this mail.
+mail-password-reset-done-subject = Your Gotthard password was reset
+mail-password-reset-done-body = A new password was set for your account through a mailed link at { $time } (UTC) from { $ip } ({ $device }). Every device was signed out, and the account is unlocked if it was locked.
+    If this was not you, someone reads your mail: secure your mailbox, choose a new password and look at your account activity: { $link }
+mail-email-change-confirm-subject = Confirm your new Gotthard e-mail address
+mail-email-change-confirm-body = Someone asked at { $time } (UTC) from { $ip } ({ $device }) to sign in to Gotthard with this address from now on. To confirm, open this link (it works once, for { $hours } hours): { $link }
+    Until then the current address keeps signing in. If this was not you, ignore this mail.
+mail-email-changed-subject = Your Gotthard e-mail address was changed
+mail-email-changed-body = The address you sign in with was changed to { $new_email } at { $time } (UTC) from { $ip } ({ $device }).
+    If this was not you, undo the change with this link, which also signs out every device (it works once, for { $days } days): { $link }
+action-password-reset-requested = Link to choose a new password requested
+action-password-reset = New password set through a mailed link
+action-email-change-requested = New e-mail address asked for
+action-email-changed = E-mail address changed
+action-email-change-undone = E-mail address change undone

@@ -251,3 +251,71 @@ client-activity-events = Eventos
 client-activity-col-details = Detalles
 action-client-auth-failed = Autenticación del cliente fallida
 error-admin-only = Solo los administradores de la instancia ven esta página.
+
+# Forgotten password, password change page, login e-mail change (links).
+login-forgot-link = ¿Olvidaste tu contraseña?
+password-forgot-title = ¿Olvidaste tu contraseña?
+password-forgot-intro = Introduce el correo electrónico de tu cuenta: te enviaremos un enlace para elegir una contraseña nueva.
+password-forgot-submit = Enviar el enlace
+password-forgot-sent = Si existe una cuenta con este correo, le enviamos un enlace para elegir una contraseña nueva. Funciona una vez, durante { $minutes } minutos. Si tu cuenta inicia sesión con tu organización, el correo explica cómo iniciar sesión.
+password-reset-title = Elige una contraseña nueva
+password-reset-intro = Elige una contraseña nueva para { $email }. Se cerrará la sesión en todos los dispositivos de la cuenta, y una cuenta bloqueada se desbloquea.
+password-reset-new = Contraseña nueva
+password-reset-confirm = Contraseña nueva, otra vez
+password-reset-submit = Guardar la contraseña nueva
+password-reset-mismatch = Las dos contraseñas nuevas no coinciden.
+password-reset-done-title = Tu contraseña está guardada
+password-reset-done = Tu contraseña nueva está guardada. Se cerró la sesión en todos los dispositivos y, si tu cuenta estaba bloqueada, ya está desbloqueada.
+password-reset-sign-in = Iniciar sesión con la contraseña nueva
+password-link-used = Este enlace ya se usó: cada enlace funciona una sola vez.
+password-link-expired = Este enlace ha caducado o lo sustituyó uno más reciente.
+password-link-unknown = Este enlace no es válido. Comprueba que lo copiaste entero.
+password-link-new = Pedir un enlace nuevo
+error-password-email = La contraseña no puede ser tu correo electrónico.
+password-change-title = Cambia tu contraseña
+password-change-link = Cambiar tu contraseña
+password-change-intro = Introduce tu contraseña actual y luego la nueva. Se cerrará la sesión en todos los demás dispositivos de tu cuenta.
+password-change-current = Contraseña actual
+password-change-submit = Cambiar la contraseña
+password-change-wrong = La contraseña actual no es correcta.
+password-change-too-many = Demasiadas comprobaciones de contraseña; inténtalo de nuevo en unos minutos.
+password-change-done = Tu contraseña se cambió. Se cerró la sesión en todos los demás dispositivos.
+email-pending = Enviamos un enlace a la dirección nueva. Tu correo de inicio de sesión cambia cuando lo abras; hasta entonces, sigue iniciando sesión con el actual.
+email-error-wrong-password = La contraseña actual no es correcta.
+email-error-taken = Otra cuenta usa este correo electrónico.
+email-error-invalid = Este no es un correo electrónico nuevo válido.
+email-error-too-many = Demasiadas comprobaciones de contraseña; inténtalo de nuevo en unos minutos.
+email-confirm-title = Confirma tu nuevo correo electrónico
+email-confirm-intro = Pulsa el botón para iniciar sesión con { $email } a partir de ahora.
+email-confirm-submit = Confirmar el correo nuevo
+email-confirm-done = A partir de ahora inicias sesión con { $email }.
+email-undo-title = Deshacer el cambio de tu correo electrónico
+email-undo-intro = Pulsa el botón para volver a iniciar sesión con { $email }. Se cerrará la sesión en todos los dispositivos de tu cuenta.
+email-undo-submit = Deshacer el cambio
+email-undo-done = Vuelves a iniciar sesión con { $email } y se cerró la sesión en todos los dispositivos. Si no cambiaste el correo tú, alguien puede conocer tu contraseña: elige una nueva ahora.
+email-undo-reset-link = Elegir una contraseña nueva
+email-link-used = Este enlace ya se usó: cada enlace funciona una sola vez.
+email-link-expired = Este enlace ha caducado o lo sustituyó uno más reciente.
+email-link-unknown = Este enlace no es válido. Comprueba que lo copiaste entero.
+email-taken = Otra cuenta usa ahora este correo electrónico, así que no se puede hacer el cambio.
+email-old-taken = Otra cuenta usa ahora tu correo anterior, así que no se puede recuperar. Pide ayuda al administrador de tu organización.
+mail-password-reset-subject = Elige una contraseña nueva de Gotthard
+mail-password-reset-body = Alguien pidió el { $time } (UTC) desde { $ip } ({ $device }) un enlace para elegir una contraseña nueva para tu cuenta. El enlace funciona una vez, durante { $minutes } minutos: { $link }
+    Si no fuiste tú, ignora este correo: tu contraseña sigue igual.
+mail-password-reset-sso-subject = Cómo iniciar sesión en Gotthard
+mail-password-reset-sso-body = Alguien pidió el { $time } (UTC) desde { $ip } ({ $device }) una contraseña nueva para tu cuenta. Tu cuenta no tiene contraseña: inicias sesión a través de tu organización, { $organization }. Usa "Iniciar sesión con SSO" en la página de inicio de sesión: { $link }
+    Si no fuiste tú, ignora este correo.
+mail-password-reset-done-subject = Se restableció tu contraseña de Gotthard
+mail-password-reset-done-body = Se guardó una contraseña nueva para tu cuenta mediante un enlace enviado por correo el { $time } (UTC) desde { $ip } ({ $device }). Se cerró la sesión en todos los dispositivos y la cuenta se desbloqueó si estaba bloqueada.
+    Si no fuiste tú, alguien lee tu correo: protege tu buzón, elige una contraseña nueva y revisa la actividad de tu cuenta: { $link }
+mail-email-change-confirm-subject = Confirma tu nuevo correo de Gotthard
+mail-email-change-confirm-body = Alguien pidió el { $time } (UTC) desde { $ip } ({ $device }) iniciar sesión en Gotthard con esta dirección a partir de ahora. Para confirmarlo, abre este enlace (funciona una vez, durante { $hours } horas): { $link }
+    Hasta entonces se sigue iniciando sesión con la dirección actual. Si no fuiste tú, ignora este correo.
+mail-email-changed-subject = Se cambió tu correo de Gotthard
+mail-email-changed-body = La dirección con la que inicias sesión se cambió a { $new_email } el { $time } (UTC) desde { $ip } ({ $device }).
+    Si no fuiste tú, deshaz el cambio con este enlace, que además cierra la sesión en todos los dispositivos (funciona una vez, durante { $days } días): { $link }
+action-password-reset-requested = Enlace para elegir una contraseña nueva solicitado
+action-password-reset = Contraseña nueva guardada mediante un enlace por correo
+action-email-change-requested = Nuevo correo electrónico solicitado
+action-email-changed = Correo electrónico cambiado
+action-email-change-undone = Cambio de correo electrónico deshecho

@@ -251,3 +251,71 @@ client-activity-events = Événements
 client-activity-col-details = Détails
 action-client-auth-failed = Échec de l’authentification du client
 error-admin-only = Seuls les administrateurs de l’instance voient cette page.
+
+# Forgotten password, password change page, login e-mail change (links).
+login-forgot-link = Mot de passe oublié ?
+password-forgot-title = Mot de passe oublié ?
+password-forgot-intro = Saisissez l’adresse e-mail de votre compte : nous vous enverrons un lien pour choisir un nouveau mot de passe.
+password-forgot-submit = Envoyer le lien
+password-forgot-sent = Si un compte existe avec cette adresse, nous lui avons envoyé un lien pour choisir un nouveau mot de passe. Il fonctionne une fois, pendant { $minutes } minutes. Si votre compte se connecte par votre organisation, l’e-mail indique comment vous connecter.
+password-reset-title = Choisissez un nouveau mot de passe
+password-reset-intro = Choisissez un nouveau mot de passe pour { $email }. Tous les appareils connectés au compte seront déconnectés, et un compte verrouillé est déverrouillé.
+password-reset-new = Nouveau mot de passe
+password-reset-confirm = Nouveau mot de passe, à nouveau
+password-reset-submit = Enregistrer le nouveau mot de passe
+password-reset-mismatch = Les deux nouveaux mots de passe diffèrent.
+password-reset-done-title = Votre mot de passe est enregistré
+password-reset-done = Votre nouveau mot de passe est enregistré. Tous les appareils ont été déconnectés et, si votre compte était verrouillé, il est maintenant déverrouillé.
+password-reset-sign-in = Se connecter avec le nouveau mot de passe
+password-link-used = Ce lien a déjà été utilisé : chaque lien ne fonctionne qu’une fois.
+password-link-expired = Ce lien a expiré ou a été remplacé par un lien plus récent.
+password-link-unknown = Ce lien n’est pas valide. Vérifiez que vous l’avez copié en entier.
+password-link-new = Demander un nouveau lien
+error-password-email = Le mot de passe ne doit pas être votre adresse e-mail.
+password-change-title = Changez votre mot de passe
+password-change-link = Changer votre mot de passe
+password-change-intro = Saisissez votre mot de passe actuel, puis le nouveau. Tous les autres appareils connectés à votre compte seront déconnectés.
+password-change-current = Mot de passe actuel
+password-change-submit = Changer le mot de passe
+password-change-wrong = Le mot de passe actuel est erroné.
+password-change-too-many = Trop de vérifications de mot de passe ; réessayez dans quelques minutes.
+password-change-done = Votre mot de passe a été changé. Tous les autres appareils ont été déconnectés.
+email-pending = Nous avons envoyé un lien à la nouvelle adresse. L’adresse de connexion change quand vous l’ouvrez ; d’ici là, continuez à vous connecter avec l’adresse actuelle.
+email-error-wrong-password = Le mot de passe actuel est erroné.
+email-error-taken = Un autre compte utilise cette adresse e-mail.
+email-error-invalid = Ce n’est pas une nouvelle adresse e-mail valide.
+email-error-too-many = Trop de vérifications de mot de passe ; réessayez dans quelques minutes.
+email-confirm-title = Confirmez votre nouvelle adresse e-mail
+email-confirm-intro = Appuyez sur le bouton pour vous connecter désormais avec { $email }.
+email-confirm-submit = Confirmer la nouvelle adresse
+email-confirm-done = Vous vous connectez désormais avec { $email }.
+email-undo-title = Annuler le changement de votre adresse e-mail
+email-undo-intro = Appuyez sur le bouton pour vous connecter de nouveau avec { $email }. Tous les appareils connectés à votre compte seront déconnectés.
+email-undo-submit = Annuler le changement
+email-undo-done = Vous vous connectez de nouveau avec { $email }, et tous les appareils ont été déconnectés. Si vous n’avez pas changé l’adresse vous-même, quelqu’un connaît peut-être votre mot de passe : choisissez-en un nouveau maintenant.
+email-undo-reset-link = Choisir un nouveau mot de passe
+email-link-used = Ce lien a déjà été utilisé : chaque lien ne fonctionne qu’une fois.
+email-link-expired = Ce lien a expiré ou a été remplacé par un lien plus récent.
+email-link-unknown = Ce lien n’est pas valide. Vérifiez que vous l’avez copié en entier.
+email-taken = Un autre compte utilise désormais cette adresse e-mail : le changement ne peut pas être fait.
+email-old-taken = Un autre compte utilise désormais votre ancienne adresse e-mail : elle ne peut pas vous être rendue. Demandez de l’aide à l’administrateur de votre organisation.
+mail-password-reset-subject = Choisissez un nouveau mot de passe Gotthard
+mail-password-reset-body = Quelqu’un a demandé le { $time } (UTC) depuis { $ip } ({ $device }) un lien pour choisir un nouveau mot de passe pour votre compte. Le lien fonctionne une fois, pendant { $minutes } minutes : { $link }
+    Si ce n’était pas vous, ignorez cet e-mail : votre mot de passe reste inchangé.
+mail-password-reset-sso-subject = Comment vous connecter à Gotthard
+mail-password-reset-sso-body = Quelqu’un a demandé le { $time } (UTC) depuis { $ip } ({ $device }) un nouveau mot de passe pour votre compte. Votre compte n’a pas de mot de passe : vous vous connectez par votre organisation, { $organization }. Utilisez « Se connecter avec le SSO » sur la page de connexion : { $link }
+    Si ce n’était pas vous, ignorez cet e-mail.
+mail-password-reset-done-subject = Votre mot de passe Gotthard a été réinitialisé
+mail-password-reset-done-body = Un nouveau mot de passe a été enregistré pour votre compte par un lien envoyé par e-mail le { $time } (UTC) depuis { $ip } ({ $device }). Tous les appareils ont été déconnectés, et le compte est déverrouillé s’il était verrouillé.
+    Si ce n’était pas vous, quelqu’un lit vos e-mails : protégez votre messagerie, choisissez un nouveau mot de passe et consultez l’activité de votre compte : { $link }
+mail-email-change-confirm-subject = Confirmez votre nouvelle adresse e-mail Gotthard
+mail-email-change-confirm-body = Quelqu’un a demandé le { $time } (UTC) depuis { $ip } ({ $device }) à se connecter désormais à Gotthard avec cette adresse. Pour confirmer, ouvrez ce lien (il fonctionne une fois, pendant { $hours } heures) : { $link }
+    D’ici là, l’adresse actuelle reste celle de connexion. Si ce n’était pas vous, ignorez cet e-mail.
+mail-email-changed-subject = Votre adresse e-mail Gotthard a été changée
+mail-email-changed-body = L’adresse avec laquelle vous vous connectez a été changée en { $new_email } le { $time } (UTC) depuis { $ip } ({ $device }).
+    Si ce n’était pas vous, annulez le changement avec ce lien, qui déconnecte aussi tous les appareils (il fonctionne une fois, pendant { $days } jours) : { $link }
+action-password-reset-requested = Lien pour choisir un nouveau mot de passe demandé
+action-password-reset = Nouveau mot de passe enregistré par un lien envoyé par e-mail
+action-email-change-requested = Nouvelle adresse e-mail demandée
+action-email-changed = Adresse e-mail changée
+action-email-change-undone = Changement d’adresse e-mail annulé
