@@ -38,6 +38,7 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub sso: SsoConfig,
     pub log: LogConfig,
+    pub accounts: AccountsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +221,13 @@ impl MaintenanceConfig {
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.interval_minutes * 60)
     }
+}
+
+/// The mailed links of account recovery (forgotten password).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub password_reset_ttl_minutes: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -178,6 +178,7 @@ impl AppState {
             issuer: config.issuer.clone(),
             i18n: pages.i18n.clone(),
             unlock_link_ttl: time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
+            password_reset_ttl: time::Duration::minutes(config.accounts.password_reset_ttl_minutes),
         };
         let mailer = Mailer::new(store.clone(), &config)?;
         let shared = if config.redis.url.is_empty() {
@@ -510,6 +511,11 @@ pub async fn maintain(state: &AppState) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "pruned activity past its retention"),
         Err(err) => tracing::warn!(error = %err, "activity pruning failed; retrying later"),
+    }
+    match state.accounts.prune_links(state.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned expired password and e-mail links"),
+        Err(err) => tracing::warn!(error = %err, "link pruning failed; retrying later"),
     }
     match state.mailer.prune(state.clock.now()).await {
         Ok(0) => {}

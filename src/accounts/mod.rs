@@ -1,11 +1,13 @@
 //! Accounts: users, their passwords, and the first-start setup of the first administrator.
 
 mod email;
+mod email_change;
 pub mod lockout;
 pub mod password;
 mod phones;
 mod profile;
 mod reauth;
+mod recovery;
 mod setup;
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use email::{EmailProblem, MAX_EMAIL_LEN, normalize_email};
+pub use email_change::{EMAIL_CHANGE_TTL, EMAIL_UNDO_TTL, EmailChangeError, PendingEmail};
 pub use lockout::{
     Attempt, LockoutPolicy, SecurityError, SecuritySettings, ThresholdOutOfRange, UnlockError,
     UnlockToken,
@@ -24,10 +27,12 @@ pub use phones::{
 };
 pub use profile::{MAX_NAME_PART_CHARS, PersonName, ProfileChange, initials, known_time_zone};
 pub use reauth::{ReauthError, ReauthLimit};
+pub use recovery::{LinkProblem, ResetError};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 // The account records live with the store that reads and writes them.
 pub use crate::store::account::{NewUser, ProfileRecord, User};
+pub use crate::store::recovery::{EmailChange, EmailLink};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 use crate::store::{Store, StoreError};
@@ -134,6 +139,8 @@ pub struct MailContext {
     pub issuer: String,
     pub i18n: Arc<crate::i18n::I18n>,
     pub unlock_link_ttl: time::Duration,
+    /// Lifetime of a forgotten-password link.
+    pub password_reset_ttl: time::Duration,
 }
 
 impl Accounts {
@@ -175,7 +182,7 @@ impl Accounts {
     ) -> Result<NewUser, AccountError> {
         let email = normalize_email(email)?;
         let name = PersonName::split(name)?;
-        self.policy.check(password)?;
+        self.policy.check(password, &email)?;
         let password_hash = self.hasher.hash(password).await?;
         Ok(NewUser {
             id: Uuid::now_v7(),

@@ -28,6 +28,10 @@ pub enum PasswordProblem {
     TooLong,
     #[error("too common")]
     TooCommon,
+    /// The account's e-mail address (or its part before the `@`): the first guess of anyone
+    /// who knows the address.
+    #[error("the e-mail address")]
+    ContainsEmail,
 }
 
 /// Rules for a password being set (not for one being checked at login).
@@ -37,7 +41,8 @@ pub struct PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    pub fn check(&self, password: &str) -> Result<(), PasswordProblem> {
+    /// The rules for a new password of the account with address `email`.
+    pub fn check(&self, password: &str, email: &str) -> Result<(), PasswordProblem> {
         if password.chars().count() < self.min_length {
             return Err(PasswordProblem::TooShort {
                 min: self.min_length,
@@ -49,6 +54,14 @@ impl PasswordPolicy {
         let lowered = password.to_lowercase();
         if COMMON_PASSWORDS.lines().any(|common| common == lowered) {
             return Err(PasswordProblem::TooCommon);
+        }
+        let address = email.trim().to_lowercase();
+        let local = address.rsplit_once('@').map_or("", |(local, _)| local);
+        let trimmed = lowered.trim();
+        if (!address.is_empty() && trimmed.contains(&address))
+            || (!local.is_empty() && trimmed == local)
+        {
+            return Err(PasswordProblem::ContainsEmail);
         }
         Ok(())
     }
@@ -361,16 +374,42 @@ mod tests {
     #[test]
     fn policy_refuses_short_long_and_common() {
         let policy = PasswordPolicy { min_length: 10 };
+        let email = "ada@example.com";
         assert_eq!(
-            policy.check("short"),
+            policy.check("short", email),
             Err(PasswordProblem::TooShort { min: 10 })
         );
-        assert_eq!(policy.check("Password123"), Err(PasswordProblem::TooCommon));
         assert_eq!(
-            policy.check(&"x".repeat(2000)),
+            policy.check("Password123", email),
+            Err(PasswordProblem::TooCommon)
+        );
+        assert_eq!(
+            policy.check(&"x".repeat(2000), email),
             Err(PasswordProblem::TooLong)
         );
-        assert!(policy.check("granite-otter-lantern").is_ok());
+        assert!(policy.check("granite-otter-lantern", email).is_ok());
+    }
+
+    #[test]
+    fn policy_refuses_the_accounts_own_address() {
+        let policy = PasswordPolicy { min_length: 10 };
+        let email = "Ada.Lovelace@Example.com";
+        for password in [
+            "ada.lovelace@example.com",
+            "ADA.LOVELACE@EXAMPLE.COM",
+            "ada.lovelace@example.com1",
+            "my ada.lovelace@example.com!",
+            "Ada.Lovelace",
+        ] {
+            assert_eq!(
+                policy.check(password, email),
+                Err(PasswordProblem::ContainsEmail),
+                "{password}"
+            );
+        }
+        // Another address, or the name inside a longer passphrase, is fine.
+        assert!(policy.check("bob.lovelace@example.com", email).is_ok());
+        assert!(policy.check("ada.lovelace-granite-otter", email).is_ok());
     }
 
     #[tokio::test]

@@ -1,9 +1,9 @@
 //! The profile a user manages: first and last name, language and time zone (the login
-//! e-mail has its own confirmed change; the picture its own pipeline in `avatars`).
+//! e-mail has its own confirmed change, `email_change`; the picture its own pipeline).
 
 use time::OffsetDateTime;
 
-use super::{AccountError, Accounts, PasswordCheck, ProfileRecord, User, normalize_email};
+use super::{AccountError, Accounts, ProfileRecord, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
 
 /// Longest first or last name accepted, in characters.
@@ -83,15 +83,13 @@ pub fn initials(user: &User) -> String {
 }
 
 /// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` (and
-/// `time_zone`) clears it. A new e-mail address needs `current_password`.
+/// `time_zone`) clears it. The login e-mail has its own confirmed change (`email_change`).
 #[derive(Debug, Default)]
 pub struct ProfileChange {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
-    pub email: Option<String>,
     pub locale: Option<Option<String>>,
     pub time_zone: Option<Option<String>>,
-    pub current_password: Option<String>,
 }
 
 /// Whether `zone` is an IANA time zone this server knows (`Europe/Zurich`, `UTC`).
@@ -100,27 +98,7 @@ pub fn known_time_zone(zone: &str) -> bool {
 }
 
 impl Accounts {
-    /// Changes the e-mail address, confirmed by the current password (an address that
-    /// differs only in case is no change, and needs none).
-    pub async fn change_email(
-        &self,
-        user: &User,
-        new_email: &str,
-        current_password: &str,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<User, AccountError> {
-        let change = ProfileChange {
-            email: Some(new_email.to_string()),
-            current_password: Some(current_password.to_string()),
-            ..ProfileChange::default()
-        };
-        self.update_profile(user, change, client, now).await
-    }
-
-    /// Changes names, language, time zone and (when given) e-mail; records which fields
-    /// changed. A new e-mail address is refused without the current password, and the
-    /// password is re-checked before anything else is looked at.
+    /// Changes names, language and time zone; records which fields changed.
     pub async fn update_profile(
         &self,
         user: &User,
@@ -138,27 +116,12 @@ impl Accounts {
         {
             return Err(AccountError::UnknownTimeZone);
         }
-        let new_email = change
-            .email
-            .filter(|e| e.trim().to_lowercase() != user.email.to_lowercase());
-        if new_email.is_some() {
-            let password = change
-                .current_password
-                .as_deref()
-                .ok_or(AccountError::CurrentPasswordRequired)?;
-            self.reauthenticate(user, password, PasswordCheck::EmailChange, client, now)
-                .await?;
-        }
         let current = PersonName::of(user);
         let name = PersonName::new(
             change.given_name.as_deref().unwrap_or(&current.given),
             change.family_name.as_deref().unwrap_or(&current.family),
         )?;
         let record = ProfileRecord {
-            email: match new_email {
-                Some(email) => normalize_email(&email)?,
-                None => user.email.clone(),
-            },
             locale: change.locale.unwrap_or_else(|| user.locale.clone()),
             time_zone: change.time_zone.unwrap_or_else(|| user.time_zone.clone()),
             name: name.display(),
@@ -171,9 +134,6 @@ impl Accounts {
         }
         if record.family_name != user.family_name {
             changed.push("family_name");
-        }
-        if record.email != user.email {
-            changed.push("email");
         }
         if record.locale != user.locale {
             changed.push("locale");

@@ -77,7 +77,7 @@ impl Accounts {
         .await?;
         let alert =
             crate::mail::password_changed(&self.mail.i18n, user, client, &self.mail.issuer, now);
-        self.policy.check(new_password)?;
+        self.policy.check(new_password, &user.email)?;
         let hash = self.hasher.hash(new_password).await?;
         let event = ActivityEvent::new(
             Some(user.id),

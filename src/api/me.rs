@@ -170,13 +170,17 @@ pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub time_zone: Option<Option<String>>,
-    /// A new address: needs `current_password`.
-    pub email: Option<String>,
-    pub current_password: Option<String>,
+    /// Refused: the login e-mail changes through `POST /api/v1/me/email`, confirmed by a
+    /// link to the new address.
+    #[schema(ignore)]
+    pub email: Option<serde::de::IgnoredAny>,
+    /// Refused with `email`.
+    #[schema(ignore)]
+    pub current_password: Option<serde::de::IgnoredAny>,
 }
 
-/// Changes first and last name, language, time zone or e-mail (the e-mail only with the
-/// current password).
+/// Changes first and last name, language or time zone (the login e-mail: `POST
+/// /api/v1/me/email`).
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", request_body = ProfilePatch, responses(
     (status = 200, body = Me),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -192,13 +196,18 @@ pub async fn update(
     ApiJson(patch): ApiJson<ProfilePatch>,
 ) -> Result<Json<Me>, ApiError> {
     caller.require_csrf(&state, &headers)?;
+    if patch.email.is_some() || patch.current_password.is_some() {
+        return Err(ApiError::Invalid(
+            "`email` is not changed here: POST /api/v1/me/email with `new_email` and \
+             `current_password` sends a confirmation link to the new address"
+                .into(),
+        ));
+    }
     let change = ProfileChange {
         given_name: patch.given_name,
         family_name: patch.family_name,
-        email: patch.email,
         locale: patch.locale,
         time_zone: patch.time_zone,
-        current_password: patch.current_password,
     };
     let updated = state
         .accounts

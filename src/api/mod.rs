@@ -8,9 +8,11 @@ mod activity;
 mod client_activity;
 mod clients;
 mod domains;
+mod email_change;
 mod me;
 mod phones;
 mod problem;
+mod recovery;
 mod security;
 mod sessions;
 mod sso;
@@ -72,7 +74,10 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         domains::list,
         domains::add,
         domains::verify,
-        domains::remove
+        domains::remove,
+        email_change::request,
+        recovery::forgot,
+        recovery::reset
     ),
     components(schemas(
         Problem,
@@ -108,14 +113,20 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         sso::SsoView,
         domains::DomainView,
         domains::DomainList,
-        domains::DomainAdd
+        domains::DomainAdd,
+        email_change::EmailChangeRequest,
+        email_change::EmailPending,
+        recovery::ForgotPassword,
+        recovery::ResetRequested,
+        recovery::ResetPassword
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
         (name = "organizations", description = "What organization administrators do for their members"),
         (name = "sessions", description = "Account access: the devices signed in to the account"),
         (name = "activity", description = "Account activity: what happened to the account"),
-        (name = "clients", description = "Relying applications (instance administrators)")
+        (name = "clients", description = "Relying applications (instance administrators)"),
+        (name = "password", description = "The forgotten password: a mailed single-use link (no session)")
     )
 )]
 struct ApiDoc;
@@ -156,6 +167,9 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{org}/domains/{domain}", delete(domains::remove))
         .route("/orgs/{org}/domains/{domain}/verify", post(domains::verify))
         .merge(client_activity::routes())
+        .route("/me/email", post(email_change::request))
+        .route("/password/forgot", post(recovery::forgot))
+        .route("/password/reset", post(recovery::reset))
 }
 
 async fn openapi() -> Response {

@@ -66,11 +66,21 @@ pub enum Action {
     /// A request named a registered OAuth client but failed its authentication (wrong
     /// secret, bad, expired or replayed client assertion, another method than registered).
     ClientAuthFailed,
+    /// A forgotten-password mail was sent (the link, or the SSO-only notice).
+    PasswordResetRequested,
+    /// A new password was set through a forgotten-password link.
+    PasswordReset,
+    /// A new login address was asked for; its confirmation link was mailed to it.
+    EmailChangeRequested,
+    /// The login address changed (its confirmation link was opened).
+    EmailChanged,
+    /// A change of the login address was undone from the old address.
+    EmailChangeUndone,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 26] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -92,6 +102,11 @@ impl Action {
         Action::SsoChanged,
         Action::DomainChanged,
         Action::ClientAuthFailed,
+        Action::PasswordResetRequested,
+        Action::PasswordReset,
+        Action::EmailChangeRequested,
+        Action::EmailChanged,
+        Action::EmailChangeUndone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +132,11 @@ impl Action {
             Action::SsoChanged => "sso.changed",
             Action::DomainChanged => "domain.changed",
             Action::ClientAuthFailed => "client.auth_failed",
+            Action::PasswordResetRequested => "password.reset_requested",
+            Action::PasswordReset => "password.reset",
+            Action::EmailChangeRequested => "email.change_requested",
+            Action::EmailChanged => "email.changed",
+            Action::EmailChangeUndone => "email.change_undone",
         }
     }
 }

@@ -96,6 +96,7 @@ fn derive_everything(config: &Config) -> Result<(), TestCaseError> {
         time::Duration::hours(config.smtp.sent_retention_hours),
         time::Duration::minutes(config.lockout.unlock_link_ttl_minutes),
         time::Duration::minutes(config.setup.link_ttl_minutes),
+        time::Duration::minutes(config.accounts.password_reset_ttl_minutes),
         time::Duration::hours(config.sso.domain_recheck_hours),
     ];
     for lifetime in lifetimes {
@@ -242,6 +243,8 @@ fn lifetimes_out_of_range_are_refused_with_their_key() {
             "18446744073709551615",
         ),
         ("password.queue_limit", "18446744073709551615"),
+        ("accounts.password_reset_ttl_minutes", "0"),
+        ("accounts.password_reset_ttl_minutes", "1441"),
     ] {
         let err = Config::from_overrides(&[(key, value)])
             .err()

@@ -247,6 +247,14 @@ impl Config {
                 "must be between 1 and 10080",
             ));
         }
+        // OWASP: a reset link is short-lived; a day is the longest an operator may choose.
+        if !(1..=24 * 60).contains(&self.accounts.password_reset_ttl_minutes) {
+            return Err(invalid(
+                "accounts.password_reset_ttl_minutes",
+                "GOTTHARD_ACCOUNTS__PASSWORD_RESET_TTL_MINUTES",
+                "must be between 1 and 1440",
+            ));
+        }
         // Upper bounds keep every lifetime a time the calendar holds once added to now.
         let sessions = &self.sessions;
         if !(1..=366 * 24 * 60).contains(&sessions.idle_timeout_minutes) {

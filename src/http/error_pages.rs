@@ -43,7 +43,14 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
             .is_none_or(|v| v.starts_with("text/plain"));
         if (status.is_client_error() || status.is_server_error()) && plain {
             let detail = status.canonical_reason().unwrap_or("Error");
-            return Problem::new(status, detail).into_response();
+            let mut problem = Problem::new(status, detail).into_response();
+            // The wait of a rate limit (or an outage) stays with the answer.
+            if let Some(wait) = response.headers().get(header::RETRY_AFTER) {
+                problem
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, wait.clone());
+            }
+            return problem;
         }
         return response;
     }

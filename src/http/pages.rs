@@ -60,6 +60,24 @@ const TEMPLATES: &[(&str, &str)] = &[
         "clients/activity.html",
         include_str!("templates/clients/activity.html"),
     ),
+    // Forgotten password, password change, login e-mail change.
+    (
+        "password_forgot.html",
+        include_str!("templates/password_forgot.html"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("templates/password_reset.html"),
+    ),
+    (
+        "password_change.html",
+        include_str!("templates/password_change.html"),
+    ),
+    ("email_link.html", include_str!("templates/email_link.html")),
+    (
+        "link_result.html",
+        include_str!("templates/link_result.html"),
+    ),
 ];
 
 /// Templates and texts, loaded once at start.

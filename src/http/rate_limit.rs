@@ -25,13 +25,17 @@ use crate::error::WebError;
 use crate::store::cache::SharedCache;
 
 /// The form posts that check passwords, send mail, or start a round trip to Entra ID.
-const LIMITED: [&str; 6] = [
+const LIMITED: [&str; 10] = [
     "/login",
     "/unlock",
     "/unlock/confirm",
     "/setup",
     "/login/sso",
     "/login/sso/link",
+    "/password/forgot",
+    "/password/reset",
+    "/api/v1/password/forgot",
+    "/api/v1/password/reset",
 ];
 
 pub struct RateLimits {

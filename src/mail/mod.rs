@@ -2,6 +2,7 @@
 //! sender that delivers due rows — over SMTP (lettre) when `smtp.url` is set, else as `.eml`
 //! files under `<data_dir>/mail/` — retrying with backoff while delivery fails.
 
+mod links;
 mod templates;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use time::OffsetDateTime;
 
+pub use links::{
+    email_change_confirm, email_changed, password_reset_done, password_reset_link,
+    password_reset_sso,
+};
 pub use templates::{
     account_locked, account_unlocked, login_failed, login_succeeded, password_changed, unlock_link,
 };

@@ -97,14 +97,29 @@ fn compose(
     link: &str,
     now: OffsetDateTime,
 ) -> NewMail {
+    let link = [("link", link.to_string())];
+    compose_to(i18n, user, &user.email, key, client, &link, now)
+}
+
+/// [`compose`] to `recipient` (an address of the account not yet its own), with the
+/// arguments `extra` besides the time, address and device.
+pub(super) fn compose_to(
+    i18n: &Arc<I18n>,
+    user: &User,
+    recipient: &str,
+    key: &str,
+    client: &ClientInfo,
+    extra: &[(&str, String)],
+    now: OffsetDateTime,
+) -> NewMail {
     let tr = i18n.negotiate(user.locale.as_deref());
     let device = DeviceLabel::from_user_agent(&client.user_agent);
-    let args = [
+    let mut args = vec![
         ("time", now.format(&Rfc3339).unwrap_or_default()),
         ("ip", client.ip.clone()),
         ("device", device.summary()),
-        ("link", link.to_string()),
     ];
+    args.extend_from_slice(extra);
     let text = tr.t_with(&format!("{key}-body"), &args);
     let html = format!(
         "<!doctype html><html lang=\"{}\"><body><p>{}</p></body></html>",
@@ -113,7 +128,7 @@ fn compose(
     );
     NewMail {
         id: Uuid::now_v7(),
-        recipient: user.email.clone(),
+        recipient: recipient.to_string(),
         subject: tr.t(&format!("{key}-subject")),
         body_text: text,
         body_html: Some(html),

@@ -183,8 +183,9 @@ fn profile_claims(user: &User, scope: &str) -> Vec<(&'static str, Value)> {
     }
     if scopes.contains("email") {
         claims.push(("email", json!(user.email)));
-        // Gotthard does not verify addresses by mail; it does not claim to.
-        claims.push(("email_verified", json!(false)));
+        // True once the owner opened a link mailed to this address (an e-mail change's
+        // confirmation, a forgotten-password link); an address never checked says false.
+        claims.push(("email_verified", json!(user.email_verified)));
     }
     claims
 }

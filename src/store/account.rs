@@ -33,6 +33,8 @@ pub struct User {
     pub family_name: String,
     /// IANA name; `None`: the browser's zone, else UTC.
     pub time_zone: Option<String>,
+    /// The owner opened a link mailed to this address (the `email_verified` claim).
+    pub email_verified: bool,
 }
 
 /// A user about to be written; built by `Accounts` after the rules have passed.
@@ -54,7 +56,6 @@ pub struct NewUser {
 /// two parts).
 #[derive(Debug, Clone)]
 pub struct ProfileRecord {
-    pub email: String,
     pub name: String,
     pub given_name: String,
     pub family_name: String,
@@ -171,8 +172,7 @@ pub trait AccountStore: Send + Sync {
         event: &ActivityEvent,
         alert: &NewMail,
     ) -> Result<u64, StoreError>;
-    /// Writes the profile with the event; [`StoreError::Conflict`] when the e-mail belongs
-    /// to another account.
+    /// Writes the profile with the event.
     async fn update_profile(
         &self,
         user_id: Uuid,
@@ -514,13 +514,10 @@ macro_rules! account_store {
             ) -> Result<User, StoreError> {
                 let mut tx = self.writer.begin().await?;
                 let sql = format!(
-                    "UPDATE users SET email = $1, email_key = $2, name = $3, locale = $4, \
-                     updated_at = $5, given_name = $7, family_name = $8, time_zone = $9 \
-                     WHERE id = $6 RETURNING {USER_COLUMNS}"
+                    "UPDATE users SET name = $1, locale = $2, updated_at = $3, given_name = $5, \
+                     family_name = $6, time_zone = $7 WHERE id = $4 RETURNING {USER_COLUMNS}"
                 );
                 let user = sqlx::query_as::<_, User>(&sql)
-                    .bind(profile.email.as_str())
-                    .bind(email_key(&profile.email))
                     .bind(profile.name.as_str())
                     .bind(profile.locale.as_deref())
                     .bind(event.created_at)
@@ -529,8 +526,7 @@ macro_rules! account_store {
                     .bind(profile.family_name.as_str())
                     .bind(profile.time_zone.as_deref())
                     .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_write)?;
+                    .await?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 self.revocations.note();

@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod organization;
 pub mod outbox;
 pub mod phones;
+pub mod recovery;
 pub mod session;
 mod sql;
 pub mod sso;
@@ -35,6 +36,7 @@ pub use oidc::OidcStore;
 pub use organization::OrganizationStore;
 pub use outbox::OutboxStore;
 pub use phones::PhoneStore;
+pub use recovery::RecoveryStore;
 pub use session::SessionStore;
 pub use sso::SsoStore;
 
@@ -184,6 +186,7 @@ pub trait Store:
     + SsoStore
     + DomainStore
     + PhoneStore
+    + RecoveryStore
     + Send
     + Sync
 {

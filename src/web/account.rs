@@ -23,7 +23,7 @@ pub async fn organizations(
     page: PageContext,
     signed_in: SignedIn,
 ) -> Result<Response, WebError> {
-    let console = Console::open(&state, page, &signed_in, Section::Organizations);
+    let console = Console::open(&state, &page, &signed_in, Section::Organizations);
     let organizations: Vec<_> = state
         .orgs
         .of_user(signed_in.user.id)
@@ -47,7 +47,7 @@ pub async fn apps(
     page: PageContext,
     signed_in: SignedIn,
 ) -> Result<Response, WebError> {
-    let console = Console::open(&state, page, &signed_in, Section::Apps);
+    let console = Console::open(&state, &page, &signed_in, Section::Apps);
     let apps: Vec<_> = state
         .provider
         .consents(&signed_in.user)
@@ -99,7 +99,7 @@ pub async fn sessions(
     signed_in: SignedIn,
     Query(notice): Query<SessionsNotice>,
 ) -> Result<Response, WebError> {
-    let console = Console::open(&state, page, &signed_in, Section::Access);
+    let console = Console::open(&state, &page, &signed_in, Section::Access);
     let tr = &console.tr;
     let list = state
         .sessions
@@ -192,7 +192,7 @@ pub async fn activity(
     signed_in: SignedIn,
     Query(query): Query<ActivityQuery>,
 ) -> Result<Response, WebError> {
-    let console = Console::open(&state, page, &signed_in, Section::Access);
+    let console = Console::open(&state, &page, &signed_in, Section::Access);
     let tr = &console.tr;
     let label = |code: &str| action_label(tr, code);
     let actions: Vec<_> = Action::ALL

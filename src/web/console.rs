@@ -56,7 +56,6 @@ pub struct Console {
     pub zone: ReaderZone,
     pub now: OffsetDateTime,
     pub csrf: String,
-    pub page: PageContext,
     jar: CookieJar,
     frame: Value,
 }
@@ -64,16 +63,19 @@ pub struct Console {
 impl Console {
     pub fn open(
         state: &AppState,
-        page: PageContext,
+        page: &PageContext,
         signed_in: &SignedIn,
         section: Section,
     ) -> Self {
-        let page = page.for_user(state, &signed_in.user);
         let user = &signed_in.user;
+        // The user's chosen language wins over the browser's.
+        let tr = match &user.locale {
+            Some(locale) => state.pages.i18n.negotiate(Some(locale)),
+            None => page.tr.clone(),
+        };
         let browser_zone = page.jar.get(ZONE_COOKIE).map(|c| c.value().to_string());
         let zone = ReaderZone::first_known([browser_zone.as_deref(), user.time_zone.as_deref()]);
         let (jar, csrf) = page.csrf_token(state, &signed_in.cookie);
-        let tr = page.tr.clone();
         let nav: Vec<Value> = SECTIONS
             .iter()
             .map(|(s, href, key, id)| {
@@ -102,7 +104,6 @@ impl Console {
             tr,
             zone,
             csrf,
-            page,
             jar,
             frame,
         }

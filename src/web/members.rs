@@ -49,7 +49,7 @@ pub async fn page(
             }
         })
         .collect();
-    let console = Console::open(&state, page, &signed_in, Section::Organizations);
+    let console = Console::open(&state, &page, &signed_in, Section::Organizations);
     let csrf = console.csrf.clone();
     let notice = notice.unlocked.map(|_| console.tr.t("members-unlocked"));
     console.render(

@@ -5,9 +5,12 @@
 mod account;
 mod clients;
 pub mod console;
+mod email_change;
 mod login;
 mod members;
+mod password;
 mod profile;
+mod recovery;
 mod security;
 mod setup;
 mod sso;
@@ -88,6 +91,9 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(sso_admin::verify_domain),
         )
         .merge(clients::routes())
+        .merge(recovery::routes())
+        .merge(password::routes())
+        .merge(email_change::routes())
 }
 
 async fn stylesheet() -> Response {

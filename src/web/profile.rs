@@ -74,7 +74,7 @@ pub async fn page(
     signed_in: SignedIn,
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
-    let console = Console::open(&state, page, &signed_in, Section::Profile);
+    let console = Console::open(&state, &page, &signed_in, Section::Profile);
     let message = notice.message(&console.tr);
     render(&state, console, &signed_in, StatusCode::OK, message, None).await
 }
@@ -120,7 +120,7 @@ pub async fn save(
         Err(AccountError::UnknownTimeZone) => "profile-error-time-zone",
         Err(other) => return Err(other.into()),
     };
-    let console = Console::open(&state, page, &signed_in, Section::Profile);
+    let console = Console::open(&state, &page, &signed_in, Section::Profile);
     let message = Some((console.tr.t(problem), true));
     let typed = context! {
         given_name => form.given_name,

@@ -16,6 +16,7 @@ use crate::web::console::{Console, Section};
 #[derive(Deserialize)]
 pub struct Saved {
     saved: Option<String>,
+    /// `changed` after `/account/security/password`.
     password: Option<String>,
 }
 
@@ -27,8 +28,8 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let page = page.for_user(&state, &signed_in.user);
     let notice = match (saved.saved, saved.password.as_deref()) {
+        (_, Some("changed")) => Some(page.tr.t("password-change-done")),
         (Some(_), _) => Some(page.tr.t("security-saved")),
-        (None, Some("changed")) => Some(page.tr.t("security-password-changed")),
         _ => None,
     };
     let settings = SecuritySettings::of(&signed_in.user);
@@ -57,7 +58,7 @@ fn render(
         ("min", policy.min_threshold.to_string()),
         ("max", policy.max_threshold.to_string()),
     ];
-    let console = Console::open(state, page, signed_in, Section::Security);
+    let console = Console::open(state, &page, signed_in, Section::Security);
     let hint = console.tr.t_with("security-threshold-hint", &bounds);
     let csrf = console.csrf.clone();
     console.render_with_status(

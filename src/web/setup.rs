@@ -141,6 +141,7 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         }
         AccountError::WeakPassword(PasswordProblem::TooLong) => tr.t("error-password-too-long"),
         AccountError::WeakPassword(PasswordProblem::TooCommon) => tr.t("error-password-too-common"),
+        AccountError::WeakPassword(PasswordProblem::ContainsEmail) => tr.t("error-password-email"),
         AccountError::Hash(_)
         | AccountError::Store(_)
         | AccountError::LastLegalRepresentative(_)

@@ -202,7 +202,7 @@ async fn render(
             record_value => challenge.value,
         });
     }
-    let console = Console::open(state, page, signed_in, Section::Organizations);
+    let console = Console::open(state, &page, signed_in, Section::Organizations);
     let csrf = console.csrf.clone();
     console.render_with_status(
         state,

@@ -27,6 +27,7 @@ mod logouts;
 mod oidc;
 mod organizations;
 mod outbox;
+mod recovery;
 mod sessions;
 mod sso;
 
