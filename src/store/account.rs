@@ -29,6 +29,8 @@ pub struct User {
     pub notify_on_failure: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The content key of the uploaded avatar (`store::avatars`); `None` shows the initials.
+    pub avatar_key: Option<String>,
 }
 
 /// A user about to be written; built by `Accounts` after the rules have passed.

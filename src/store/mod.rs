@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod activity;
+pub mod avatars;
 pub mod cache;
 pub mod consents;
 pub mod domains;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use account::AccountStore;
 pub use activity::ActivityStore;
+pub use avatars::AvatarStore;
 pub use consents::ConsentStore;
 pub use domains::DomainStore;
 pub use logouts::LogoutStore;
@@ -181,6 +183,7 @@ pub trait Store:
     + LogoutStore
     + SsoStore
     + DomainStore
+    + AvatarStore
     + Send
     + Sync
 {

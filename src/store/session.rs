@@ -57,7 +57,8 @@ pub struct NewSession {
 /// names `User`'s `FromRow` expects.
 const SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, \
      u.locale, u.failed_attempts, u.locked_at, u.lockout_threshold, u.notify_on_success, \
-     u.notify_on_failure, u.created_at, u.updated_at, s.id AS s_id, s.method AS s_method, \
+     u.notify_on_failure, u.created_at, u.updated_at, u.avatar_key, s.id AS s_id, \
+     s.method AS s_method, \
      s.sso_org_id AS s_sso_org_id, s.ip AS s_ip, s.user_agent AS s_user_agent, \
      s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at \
      FROM sessions s JOIN users u ON u.id = s.user_id \

@@ -14,7 +14,8 @@ use super::outbox::NewMail;
 use super::{Backend, Store, StoreError};
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
-     locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at";
+     locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at, \
+     avatar_key";
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO activity_events \
      (id, user_id, actor_id, action, product, client_id, ip, user_agent, details, created_at) \
