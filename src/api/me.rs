@@ -97,6 +97,8 @@ pub struct Me {
     pub id: Uuid,
     pub email: String,
     pub name: String,
+    /// The picture (256 px): the uploaded avatar, else the initials image. Immutable URLs.
+    pub picture: String,
     /// `en`, `es`, `fr`, or absent (the browser's language).
     pub locale: Option<String>,
     /// Administrator of this Gotthard instance.
@@ -131,6 +133,7 @@ async fn me_view(state: &AppState, user: &crate::accounts::User) -> Result<Me, A
         id: user.id,
         email: user.email.clone(),
         name: user.name.clone(),
+        picture: state.avatars.url_for(user, crate::avatars::PICTURE_SIZE),
         locale: user.locale.clone(),
         is_admin: user.is_admin,
         created_at: user.created_at,

@@ -5,6 +5,7 @@
 //! `account:write` (changes), so that other services can act for the user.
 
 mod activity;
+mod avatar;
 mod client_activity;
 mod clients;
 mod domains;
@@ -68,7 +69,9 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         domains::list,
         domains::add,
         domains::verify,
-        domains::remove
+        domains::remove,
+        avatar::upload,
+        avatar::remove
     ),
     components(schemas(
         Problem,
@@ -101,7 +104,8 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         sso::SsoView,
         domains::DomainView,
         domains::DomainList,
-        domains::DomainAdd
+        domains::DomainAdd,
+        avatar::AvatarSet
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -147,6 +151,7 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{org}/domains/{domain}", delete(domains::remove))
         .route("/orgs/{org}/domains/{domain}/verify", post(domains::verify))
         .merge(client_activity::routes())
+        .merge(avatar::routes())
 }
 
 async fn openapi() -> Response {

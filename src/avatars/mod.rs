@@ -32,7 +32,7 @@ pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
 /// The size of the `picture` claim and of the account API's `picture`.
 pub const PICTURE_SIZE: u32 = 256;
 
-/// Longest an upload waits for a decoding thread before it is answered "busy".
+/// Longest an upload waits for a decoding thread before it is answered "busy" (503).
 const DECODE_WAIT: Duration = Duration::from_secs(2);
 
 /// Rendered initials kept in memory (each a few KiB).
@@ -75,6 +75,8 @@ pub struct Avatars {
     issuer: String,
     /// One permit per decoding thread: a flood of uploads cannot take every core.
     decodes: Arc<Semaphore>,
+    /// Longest an upload waits for a permit.
+    decode_wait: Duration,
     font: Arc<FontRef<'static>>,
     rendered: Arc<Mutex<HashMap<InitialsId, bytes::Bytes>>>,
 }
@@ -91,9 +93,16 @@ impl Avatars {
             store,
             issuer: issuer.trim_end_matches('/').to_string(),
             decodes: Arc::new(Semaphore::new(decode_threads.max(1))),
+            decode_wait: DECODE_WAIT,
             font: Arc::new(font),
             rendered: Arc::default(),
         })
+    }
+
+    /// The same service, whose uploads wait at most `wait` for a decoding thread.
+    pub fn with_decode_wait(mut self, wait: Duration) -> Self {
+        self.decode_wait = wait;
+        self
     }
 
     /// Makes `bytes` the user's avatar: checked, decoded and re-encoded (see [`pipeline`]),
@@ -111,7 +120,7 @@ impl Avatars {
         // Cheap checks first, on this thread: the signature and the header's claims.
         let format = pipeline::sniff(&bytes)?;
         pipeline::dimensions(&bytes, format)?;
-        let permit = tokio::time::timeout(DECODE_WAIT, self.decodes.clone().acquire_owned())
+        let permit = tokio::time::timeout(self.decode_wait, self.decodes.clone().acquire_owned())
             .await
             .map_err(|_| AvatarError::Busy)?
             .map_err(|_| AvatarError::Busy)?;

@@ -3,6 +3,7 @@
 //! services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
+mod avatar;
 mod clients;
 mod login;
 mod members;
@@ -76,6 +77,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(sso_admin::verify_domain),
         )
         .merge(clients::routes())
+        .merge(avatar::routes())
 }
 
 async fn stylesheet() -> Response {
