@@ -203,3 +203,59 @@ async fn remove(
         .await?;
     Ok(Redirect::to(&format!("{PROFILE}?avatar=removed")).into_response())
 }
+
+/// What the profile page tells after one of the forms above: the text key for
+/// `?avatar=…` or `?avatar_error=…` and whether it is an error; `None` for anything else
+/// (the query never names a key itself). For the profile page's handler.
+pub fn notice(avatar: Option<&str>, avatar_error: Option<&str>) -> Option<(&'static str, bool)> {
+    if let Some(code) = avatar_error {
+        let key = match code {
+            "empty" => "avatar-error-empty",
+            "unsupported" => "avatar-error-unsupported",
+            "too_many_pixels" => "avatar-error-too-many-pixels",
+            "undecodable" => "avatar-error-undecodable",
+            "file_too_large" => "avatar-error-file-too-large",
+            "busy" => "avatar-error-busy",
+            _ => return None,
+        };
+        return Some((key, true));
+    }
+    let key = match avatar? {
+        "uploaded" => "avatar-uploaded",
+        "small" => "avatar-small",
+        "removed" => "avatar-removed",
+        _ => return None,
+    };
+    Some((key, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_notice_has_words_and_unknown_codes_tell_nothing() {
+        let i18n = std::sync::Arc::new(crate::i18n::I18n::load().unwrap());
+        let tr = i18n.negotiate(Some("fr"));
+        let codes = [
+            "empty",
+            "unsupported",
+            "too_many_pixels",
+            "undecodable",
+            "file_too_large",
+            "busy",
+        ];
+        for (avatar, error) in codes
+            .iter()
+            .map(|c| (None, Some(*c)))
+            .chain(["uploaded", "small", "removed"].map(|c| (Some(c), None)))
+        {
+            let (key, is_error) = notice(avatar, error).unwrap();
+            assert_eq!(is_error, error.is_some());
+            assert_ne!(tr.t(key), key, "no words for {key}");
+        }
+        assert_eq!(notice(Some("error-csrf"), None), None);
+        assert_eq!(notice(None, Some("avatar-removed")), None);
+        assert_eq!(notice(None, None), None);
+    }
+}

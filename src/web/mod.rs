@@ -3,7 +3,7 @@
 //! services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
-mod avatar;
+pub mod avatar;
 mod clients;
 mod login;
 mod members;

@@ -251,3 +251,16 @@ client-activity-events = Eventos
 client-activity-col-details = Detalles
 action-client-auth-failed = Autenticación del cliente fallida
 error-admin-only = Solo los administradores de la instancia ven esta página.
+
+# Avatar (profile picture): the form's hint, and the notices of /account/profile after its
+# avatar forms (`web::avatar::notice` maps ?avatar=… and ?avatar_error=… to these keys).
+avatar-hint = PNG, JPEG o WebP, de 5 MB como máximo y al menos 210 × 210 píxeles. Se recorta en cuadrado desde el centro.
+avatar-uploaded = Se ha guardado tu imagen.
+avatar-small = Se ha guardado tu imagen, pero mide menos de 210 × 210 píxeles y puede verse borrosa. Sube una más grande para que se vea nítida.
+avatar-removed = Se ha quitado tu imagen; en su lugar se muestran tus iniciales.
+avatar-error-empty = Elige primero un archivo de imagen.
+avatar-error-unsupported = Este archivo no es una imagen PNG, JPEG ni WebP.
+avatar-error-too-many-pixels = Esta imagen es demasiado grande: como máximo 8192 píxeles por lado y 40 megapíxeles.
+avatar-error-undecodable = No se puede leer esta imagen: está dañada o incompleta.
+avatar-error-file-too-large = Este archivo ocupa más de 5 MB.
+avatar-error-busy = Se están procesando demasiadas imágenes en este momento. Inténtalo de nuevo en un instante.
