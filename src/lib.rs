@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod avatars;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -106,6 +107,8 @@ pub struct Services {
     pub federation: Federation,
     /// Redis, when several instances share it.
     pub shared: Option<SharedCache>,
+    /// Uploaded avatars and the initials images.
+    pub avatars: avatars::Avatars,
 }
 
 impl Services {
@@ -246,7 +249,11 @@ impl AppState {
             federation.clone(),
             sessions.clone(),
         );
+        // As many decodes at once as there are cores: uploads never take more.
+        let decode_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let avatars = avatars::Avatars::new(store.clone(), &config.issuer, decode_threads)?;
         let state = Self(Arc::new(Services {
+            avatars,
             sso,
             domains,
             federation,

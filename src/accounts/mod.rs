@@ -25,7 +25,7 @@ pub use password::{HashError, PasswordHasher, PasswordPolicy, PasswordProblem, V
 pub use phones::{
     MAX_PHONES, PhoneError, PhoneNumber, VERIFICATION_UNAVAILABLE, display_phone, parse_phone,
 };
-pub use profile::{MAX_NAME_PART_CHARS, PersonName, ProfileChange, initials, known_time_zone};
+pub use profile::{MAX_NAME_PART_CHARS, PersonName, ProfileChange, known_time_zone};
 pub use reauth::{ReauthError, ReauthLimit};
 pub use recovery::{LinkProblem, ResetError};
 pub use setup::{FirstStart, SetupError, SetupToken};

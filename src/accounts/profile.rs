@@ -60,28 +60,6 @@ impl PersonName {
     }
 }
 
-/// Up to two letters for a picture without a photo: the first letters of the given and the
-/// family name, else of the display name's words, else of the e-mail address; upper case.
-pub fn initials(user: &User) -> String {
-    let first = |s: &str| s.chars().find(|c| c.is_alphanumeric());
-    let mut letters: Vec<char> = [&user.given_name, &user.family_name]
-        .iter()
-        .filter_map(|part| first(part))
-        .collect();
-    if letters.is_empty() {
-        letters = user
-            .name
-            .split_whitespace()
-            .filter_map(first)
-            .take(2)
-            .collect();
-    }
-    if letters.is_empty() {
-        letters.extend(first(&user.email));
-    }
-    letters.iter().flat_map(|c| c.to_uppercase()).collect()
-}
-
 /// A change to the profile; `None` leaves a field as it is. `locale: Some(None)` (and
 /// `time_zone`) clears it. The login e-mail has its own confirmed change (`email_change`).
 #[derive(Debug, Default)]

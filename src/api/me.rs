@@ -100,6 +100,8 @@ pub struct Me {
     pub name: String,
     pub given_name: String,
     pub family_name: String,
+    /// The picture (256 px): the uploaded avatar, else the initials image. Immutable URLs.
+    pub picture: String,
     /// `en`, `es`, `fr`, or absent (the browser's language).
     pub locale: Option<String>,
     /// An IANA time zone (`Europe/Zurich`), or absent (the browser's, else UTC).
@@ -138,6 +140,7 @@ async fn me_view(state: &AppState, user: &crate::accounts::User) -> Result<Me, A
         name: user.name.clone(),
         given_name: user.given_name.clone(),
         family_name: user.family_name.clone(),
+        picture: state.avatars.url_for(user, crate::avatars::PICTURE_SIZE),
         locale: user.locale.clone(),
         time_zone: user.time_zone.clone(),
         is_admin: user.is_admin,

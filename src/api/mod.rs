@@ -5,6 +5,7 @@
 //! `account:write` (changes), so that other services can act for the user.
 
 mod activity;
+mod avatar;
 mod client_activity;
 mod clients;
 mod domains;
@@ -77,7 +78,9 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         domains::remove,
         email_change::request,
         recovery::forgot,
-        recovery::reset
+        recovery::reset,
+        avatar::upload,
+        avatar::remove
     ),
     components(schemas(
         Problem,
@@ -118,7 +121,8 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         email_change::EmailPending,
         recovery::ForgotPassword,
         recovery::ResetRequested,
-        recovery::ResetPassword
+        recovery::ResetPassword,
+        avatar::AvatarSet
     )),
     tags(
         (name = "me", description = "The signed-in user's profile, password and account"),
@@ -170,6 +174,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me/email", post(email_change::request))
         .route("/password/forgot", post(recovery::forgot))
         .route("/password/reset", post(recovery::reset))
+        .merge(avatar::routes())
 }
 
 async fn openapi() -> Response {

@@ -161,8 +161,9 @@ impl Provider {
     }
 }
 
-/// The claims of `profile` and `email` that the scope allows.
-fn profile_claims(user: &User, scope: &str) -> Vec<(&'static str, Value)> {
+/// The claims of `profile` and `email` that the scope allows; `picture` is an absolute URL
+/// under `issuer`.
+fn profile_claims(user: &User, scope: &str, issuer: &str) -> Vec<(&'static str, Value)> {
     let mut claims = Vec::new();
     let scopes: BTreeSet<&str> = scope.split(' ').collect();
     if scopes.contains("profile") {
@@ -176,6 +177,8 @@ fn profile_claims(user: &User, scope: &str) -> Vec<(&'static str, Value)> {
                 claims.push((claim, json!(value)));
             }
         }
+        let picture = crate::avatars::picture_url(issuer, user, crate::avatars::PICTURE_SIZE);
+        claims.push(("picture", json!(picture)));
         claims.push(("updated_at", json!(user.updated_at.unix_timestamp())));
         if let Some(locale) = &user.locale {
             claims.push(("locale", json!(locale)));
@@ -245,8 +248,8 @@ fn discovery_document(issuer: &str) -> Value {
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce",
-            "at_hash", "sid", "amr", "acr", "name", "given_name", "family_name", "updated_at",
-            "locale", "email",
+            "at_hash", "sid", "amr", "acr", "name", "given_name", "family_name", "picture",
+            "updated_at", "locale", "email",
             "email_verified"],
         "acr_values_supported": ["urn:gotthard:acr:password", "urn:gotthard:acr:sso"],
         "prompt_values_supported": ["none", "login", "consent"],

@@ -35,6 +35,8 @@ pub struct User {
     pub time_zone: Option<String>,
     /// The owner opened a link mailed to this address (the `email_verified` claim).
     pub email_verified: bool,
+    /// The content key of the uploaded avatar (`store::avatars`); `None` shows the initials.
+    pub avatar_key: Option<String>,
 }
 
 /// A user about to be written; built by `Accounts` after the rules have passed.

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod activity;
+pub mod avatars;
 pub mod cache;
 pub mod consents;
 pub mod domains;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use account::AccountStore;
 pub use activity::ActivityStore;
+pub use avatars::AvatarStore;
 pub use consents::ConsentStore;
 pub use domains::DomainStore;
 pub use logouts::LogoutStore;
@@ -187,6 +189,7 @@ pub trait Store:
     + DomainStore
     + PhoneStore
     + RecoveryStore
+    + AvatarStore
     + Send
     + Sync
 {

@@ -15,7 +15,7 @@ use super::{Backend, Store, StoreError};
 
 pub(super) const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, locale, failed_attempts, \
      locked_at, lockout_threshold, notify_on_success, notify_on_failure, created_at, updated_at, \
-     given_name, family_name, time_zone, email_verified";
+     given_name, family_name, time_zone, email_verified, avatar_key";
 
 /// [`USER_COLUMNS`] of a table alias (`u.id, u.email, …`), for joins.
 pub(super) fn user_columns_of(alias: &str) -> String {

@@ -9,7 +9,6 @@ use minijinja::{Value, context};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::accounts::initials;
 use crate::error::WebError;
 use crate::http::{PageContext, SignedIn};
 use crate::i18n::{ReaderZone, TimeView, Translator};
@@ -93,8 +92,8 @@ impl Console {
             me => context! {
                 name => display,
                 email => user.email.clone(),
-                initials => initials(user),
-                hue => hue_of(user.id),
+                picture => crate::avatars::path_for(user, 64),
+                has_avatar => user.avatar_key.is_some(),
             },
             zone => zone.name.clone(),
             zone_note => tr.t_with("time-zone-note", &[("zone", zone.name.clone())]),
@@ -138,10 +137,4 @@ impl Console {
         )?;
         Ok((status, self.jar, Html(html)).into_response())
     }
-}
-
-/// A colour (one of twelve hues) for the user's initials, the same on every page.
-fn hue_of(id: uuid::Uuid) -> u8 {
-    let sum: u32 = id.as_bytes().iter().map(|b| u32::from(*b)).sum();
-    (sum % 12) as u8
 }

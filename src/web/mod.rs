@@ -3,6 +3,7 @@
 //! services of `accounts`, `sessions` and `orgs` decide.
 
 mod account;
+pub mod avatar;
 mod clients;
 pub mod console;
 mod email_change;
@@ -94,6 +95,7 @@ pub fn routes() -> Router<AppState> {
         .merge(recovery::routes())
         .merge(password::routes())
         .merge(email_change::routes())
+        .merge(avatar::routes())
 }
 
 async fn stylesheet() -> Response {

@@ -52,10 +52,13 @@ impl Notice {
             let text = tr.t(&key);
             (text != key).then_some(text)
         };
+        if let Some((key, error)) =
+            super::avatar::notice(self.avatar.as_deref(), self.avatar_error.as_deref())
+        {
+            return Some((tr.t(key), error));
+        }
         let pairs = [
             (self.saved.as_deref(), "profile-saved", false),
-            (self.avatar.as_deref(), "profile-avatar", false),
-            (self.avatar_error.as_deref(), "profile-avatar-error", true),
             (self.email.as_deref(), "profile-email", false),
             (self.email_error.as_deref(), "profile-email-error", true),
             (self.phone.as_deref(), "profile-phone", false),
@@ -198,6 +201,7 @@ async fn render(
             email => user.email.clone(),
             has_password => user.password_hash.is_some(),
             is_admin => user.is_admin,
+            portrait => crate::avatars::path_for(user, 128),
         },
     )
 }

@@ -113,8 +113,39 @@ async fn every_account_page_passes_the_accessibility_check_and_reads_in_spanish(
         "Su perfil se ha guardado."
     );
     assert_eq!(text(&b, "account-name").await, "Ada Lovelace");
-    // The header's pill shows the initials, and its menu opens on a click.
-    assert_eq!(text(&b, "header-pill").await, "AL");
+    // The header's pill shows the initials' image until a picture is uploaded.
+    assert!(pill_src(&b).await.contains("/avatars/initials/AL/"));
+    let photo = profile_dir.path().join("portrait.png");
+    image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    })
+    .save(&photo)
+    .unwrap();
+    b.find(Locator::Id("avatar"))
+        .await
+        .unwrap()
+        .send_keys(photo.to_str().unwrap())
+        .await
+        .unwrap();
+    submit_and_wait(&b, "avatar-submit", "profile-notice").await;
+    let pill = pill_src(&b).await;
+    assert!(
+        pill.contains("/avatars/") && !pill.contains("/initials/"),
+        "{pill}"
+    );
+    let loaded = b
+        .execute(
+            "const i = document.getElementById('header-pill'); return i.complete && i.naturalWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.as_u64(),
+        Some(64),
+        "the header shows the 64 px picture"
+    );
+    // Its menu opens on a click.
     b.find(Locator::Css("#user-menu summary"))
         .await
         .unwrap()
@@ -165,6 +196,7 @@ async fn every_account_page_passes_the_accessibility_check_and_reads_in_spanish(
     let pages = [
         "/account/profile".to_string(),
         "/account/security".to_string(),
+        "/account/security/password".to_string(),
         "/account/sessions".to_string(),
         "/account/activity".to_string(),
         "/account/orgs".to_string(),
@@ -189,6 +221,16 @@ async fn every_account_page_passes_the_accessibility_check_and_reads_in_spanish(
         let size = body.bytes().await.unwrap().len();
         assert!(size < 100 * 1024, "{path} is {size} bytes");
     }
+}
+
+async fn pill_src(b: &Client) -> String {
+    b.find(Locator::Id("header-pill"))
+        .await
+        .unwrap()
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap_or_default()
 }
 
 async fn current_tab(b: &Client) -> String {

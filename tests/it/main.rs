@@ -1,6 +1,7 @@
 //! Gotthard's integration tests: one binary, real server, real databases, real browser.
 
 mod activity;
+mod avatar;
 mod browser;
 mod cli;
 mod client_activity;

@@ -215,7 +215,10 @@ async fn the_email_change_needs_the_password_through_the_service_too() {
             .request_email_change(&ada, "ada@third.example", PASSWORD, &cli, now)
             .await;
         assert!(
-            matches!(again, Err(EmailChangeError::Reauth(ReauthError::TooMany(_)))),
+            matches!(
+                again,
+                Err(EmailChangeError::Reauth(ReauthError::TooMany(_)))
+            ),
             "{again:?}"
         );
     }

@@ -18,6 +18,7 @@ use crate::support::databases;
 
 mod accounts;
 mod activity;
+mod avatars;
 mod backends;
 mod consents;
 mod coverage;

@@ -290,7 +290,6 @@ profile-member-since = Account created
 profile-picture = Picture
 profile-picture-alt = Your picture
 profile-picture-choose = Choose a picture
-profile-picture-hint = PNG, JPEG or WebP, at most 5 MB; at least 210 pixels per side looks best. It is cropped to a square.
 profile-picture-upload = Upload
 profile-picture-remove = Remove the picture
 profile-details = Name, language and time zone
@@ -420,3 +419,15 @@ action-password-reset = New password set through a mailed link
 action-email-change-requested = New e-mail address asked for
 action-email-changed = E-mail address changed
 action-email-change-undone = E-mail address change undone
+# Avatar (profile picture): the form's hint, and the notices of /account/profile after its
+# avatar forms (`web::avatar::notice` maps ?avatar=… and ?avatar_error=… to these keys).
+avatar-hint = PNG, JPEG or WebP, at most 5 MB, at least 210 × 210 pixels. It is cut to a square from the centre.
+avatar-uploaded = Your picture was saved.
+avatar-small = Your picture was saved, but it is smaller than 210 × 210 pixels and may look blurred. Upload a larger one for a sharp picture.
+avatar-removed = Your picture was removed; your initials are shown instead.
+avatar-error-empty = Choose an image file first.
+avatar-error-unsupported = This file is not a PNG, JPEG or WebP image.
+avatar-error-too-many-pixels = This image is too large: at most 8192 pixels per side and 40 megapixels.
+avatar-error-undecodable = This image cannot be read: it is damaged or incomplete.
+avatar-error-file-too-large = This file is larger than 5 MB.
+avatar-error-busy = Too many pictures are being processed right now. Try again in a moment.

@@ -290,7 +290,6 @@ profile-member-since = Cuenta creada
 profile-picture = Foto
 profile-picture-alt = Su foto
 profile-picture-choose = Elegir una foto
-profile-picture-hint = PNG, JPEG o WebP, 5 MB como máximo; se ve mejor con al menos 210 píxeles por lado. Se recorta en un cuadrado.
 profile-picture-upload = Subir
 profile-picture-remove = Quitar la foto
 profile-details = Nombre, idioma y zona horaria
@@ -420,3 +419,15 @@ action-password-reset = Contraseña nueva guardada mediante un enlace por correo
 action-email-change-requested = Nuevo correo electrónico solicitado
 action-email-changed = Correo electrónico cambiado
 action-email-change-undone = Cambio de correo electrónico deshecho
+# Avatar (profile picture): the form's hint, and the notices of /account/profile after its
+# avatar forms (`web::avatar::notice` maps ?avatar=… and ?avatar_error=… to these keys).
+avatar-hint = PNG, JPEG o WebP, de 5 MB como máximo y al menos 210 × 210 píxeles. Se recorta en cuadrado desde el centro.
+avatar-uploaded = Se ha guardado tu imagen.
+avatar-small = Se ha guardado tu imagen, pero mide menos de 210 × 210 píxeles y puede verse borrosa. Sube una más grande para que se vea nítida.
+avatar-removed = Se ha quitado tu imagen; en su lugar se muestran tus iniciales.
+avatar-error-empty = Elige primero un archivo de imagen.
+avatar-error-unsupported = Este archivo no es una imagen PNG, JPEG ni WebP.
+avatar-error-too-many-pixels = Esta imagen es demasiado grande: como máximo 8192 píxeles por lado y 40 megapíxeles.
+avatar-error-undecodable = No se puede leer esta imagen: está dañada o incompleta.
+avatar-error-file-too-large = Este archivo ocupa más de 5 MB.
+avatar-error-busy = Se están procesando demasiadas imágenes en este momento. Inténtalo de nuevo en un instante.

@@ -290,7 +290,6 @@ profile-member-since = Compte créé
 profile-picture = Photo
 profile-picture-alt = Votre photo
 profile-picture-choose = Choisir une photo
-profile-picture-hint = PNG, JPEG ou WebP, 5 Mo au plus ; au moins 210 pixels de côté pour un bon rendu. Elle est recadrée en carré.
 profile-picture-upload = Envoyer
 profile-picture-remove = Retirer la photo
 profile-details = Nom, langue et fuseau horaire
@@ -420,3 +419,15 @@ action-password-reset = Nouveau mot de passe enregistré par un lien envoyé par
 action-email-change-requested = Nouvelle adresse e-mail demandée
 action-email-changed = Adresse e-mail changée
 action-email-change-undone = Changement d’adresse e-mail annulé
+# Avatar (profile picture): the form's hint, and the notices of /account/profile after its
+# avatar forms (`web::avatar::notice` maps ?avatar=… and ?avatar_error=… to these keys).
+avatar-hint = PNG, JPEG ou WebP, 5 Mo au plus, au moins 210 × 210 pixels. L’image est recadrée en carré depuis le centre.
+avatar-uploaded = Votre photo a été enregistrée.
+avatar-small = Votre photo a été enregistrée, mais elle fait moins de 210 × 210 pixels et risque d’être floue. Envoyez-en une plus grande pour une image nette.
+avatar-removed = Votre photo a été supprimée ; vos initiales s’affichent à la place.
+avatar-error-empty = Choisissez d’abord un fichier image.
+avatar-error-unsupported = Ce fichier n’est pas une image PNG, JPEG ou WebP.
+avatar-error-too-many-pixels = Cette image est trop grande : 8192 pixels par côté et 40 mégapixels au plus.
+avatar-error-undecodable = Cette image est illisible : elle est endommagée ou incomplète.
+avatar-error-file-too-large = Ce fichier dépasse 5 Mo.
+avatar-error-busy = Trop de photos sont en cours de traitement. Réessayez dans un instant.

@@ -359,7 +359,7 @@ impl Provider {
                 "at_hash".into(),
                 json!(claims::half_hash(alg, &access_token)),
             );
-            for (name, value) in profile_claims(user, &grant.scope) {
+            for (name, value) in profile_claims(user, &grant.scope, &self.issuer) {
                 id.insert(name.into(), value);
             }
             Some(key.sign_jwt("JWT", &id).map_err(|_| OAuthError::server())?)

@@ -95,7 +95,7 @@ impl Provider {
         let user = user.ok_or(BearerError::Revoked)?;
         let mut body = serde_json::Map::new();
         body.insert("sub".into(), json!(claims.sub));
-        for (name, value) in profile_claims(user, &claims.scope) {
+        for (name, value) in profile_claims(user, &claims.scope, &self.issuer) {
             body.insert(name.into(), value);
         }
         Ok(Value::Object(body))
