@@ -12,8 +12,6 @@ use crate::sessions::{Sessions, SignInMethod};
 use crate::tokens::OpaqueToken;
 
 /// How a password sign-in ended, when nothing failed on the way.
-// Built once per sign-in and matched at once: boxing the user would buy nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum PasswordSignIn {
     /// A session started: the cookie's value (only its digest is stored).
     SignedIn { user: Box<User>, token: OpaqueToken },

@@ -92,9 +92,10 @@ impl Accounts {
             .await?)
     }
 
-    /// Deletes the account once its password is confirmed, unless it is the last legal
-    /// representative of an organization (then the names of those organizations come back
-    /// in the error).
+    /// Deletes the account once its password is confirmed, unless an organization still
+    /// needs it — its only legal representative or its only member (then the names of those
+    /// organizations come back in the error; decided in the deleting transaction). The
+    /// owner gets a confirmation at the old address.
     pub async fn delete(
         &self,
         user: &User,
@@ -104,11 +105,20 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         self.reauthenticate(user, password, PasswordCheck::AccountDeletion, client, now)
             .await?;
-        let sole = self.store.orgs_represented_only_by(user.id).await?;
-        if !sole.is_empty() {
-            return Err(AccountError::LastLegalRepresentative(sole));
+        let event = ActivityEvent::new(
+            Some(user.id),
+            Action::AccountDeleted,
+            &ClientInfo::new("", ""),
+            serde_json::json!({}),
+            now,
+        );
+        let mail =
+            crate::mail::account_deleted(&self.mail.i18n, user, client, &self.mail.issuer, now);
+        match self.store.delete_user(user.id, &event, &mail).await? {
+            crate::store::account::Deletion::Deleted => Ok(()),
+            crate::store::account::Deletion::StillNeeded(names) => {
+                Err(AccountError::LastLegalRepresentative(names))
+            }
         }
-        self.store.delete_user(user.id, now).await?;
-        Ok(())
     }
 }

@@ -122,7 +122,10 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> Result<Json<
     me_view(&state, &caller.me.user).await.map(Json)
 }
 
-async fn me_view(state: &AppState, user: &crate::accounts::User) -> Result<Me, ApiError> {
+pub(super) async fn me_view(
+    state: &AppState,
+    user: &crate::accounts::User,
+) -> Result<Me, ApiError> {
     let organizations = state
         .orgs
         .of_user(user.id)

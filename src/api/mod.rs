@@ -10,6 +10,7 @@ mod client_activity;
 mod clients;
 mod domains;
 mod email_change;
+mod export;
 mod me;
 mod phones;
 mod problem;
@@ -48,6 +49,7 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         me::update,
         me::change_password,
         me::delete,
+        export::export,
         phones::list,
         phones::add,
         phones::remove,
@@ -90,6 +92,8 @@ use crate::http::{Problem, SignedIn, client_info, csrf};
         me::PasswordChange,
         me::PasswordChanged,
         me::AccountDeletion,
+        export::DataExport,
+        export::SecurityExport,
         phones::PhoneView,
         phones::PhoneList,
         phones::PhoneAdd,
@@ -142,6 +146,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me::show).patch(me::update).delete(me::delete))
         .route("/me/password", post(me::change_password))
         .route("/me/phones", get(phones::list).post(phones::add))
+        .route("/me/export", get(export::export))
         .route("/me/phones/{id}", delete(phones::remove))
         .route("/me/security", get(security::show).put(security::update))
         .route("/orgs/{org}/members", get(security::members))

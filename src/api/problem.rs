@@ -107,7 +107,8 @@ impl From<crate::accounts::AccountError> for ApiError {
                 ApiError::Conflict("Another account uses this e-mail address.".into())
             }
             AccountError::LastLegalRepresentative(orgs) => ApiError::Conflict(format!(
-                "You are the only legal representative of {}; name another one first.",
+                "{} need you as their only legal representative or only member; appoint \
+                 another legal representative there first.",
                 orgs.join(", ")
             )),
             AccountError::CurrentPasswordRequired => ApiError::Invalid(

@@ -76,11 +76,13 @@ pub enum Action {
     EmailChanged,
     /// A change of the login address was undone from the old address.
     EmailChangeUndone,
+    /// The owner deleted the account (the event stays, without personal data).
+    AccountDeleted,
 }
 
 impl Action {
     /// Every action, for filter lists.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::AccountCreated,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -107,6 +109,7 @@ impl Action {
         Action::EmailChangeRequested,
         Action::EmailChanged,
         Action::EmailChangeUndone,
+        Action::AccountDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +135,7 @@ impl Action {
             Action::SsoChanged => "sso.changed",
             Action::DomainChanged => "domain.changed",
             Action::ClientAuthFailed => "client.auth_failed",
+            Action::AccountDeleted => "account.deleted",
             Action::PasswordResetRequested => "password.reset_requested",
             Action::PasswordReset => "password.reset",
             Action::EmailChangeRequested => "email.change_requested",

@@ -90,7 +90,7 @@ pub enum Finished {
     /// Start a session for this user, signed in through this organization, then go on to
     /// `next` (a relying app's authorization request) if the sign-in began with one.
     SignedIn {
-        user: User,
+        user: Box<User>,
         org_id: Uuid,
         next: Option<String>,
     },

@@ -236,7 +236,7 @@ impl Federation {
                 return Err(Refusal::NotMember);
             }
             return Ok(Finished::SignedIn {
-                user,
+                user: Box::new(user),
                 org_id: connection.org_id,
                 next: flow.next,
             });
@@ -360,7 +360,7 @@ impl Federation {
             Err(other) => return Err(other.into()),
         };
         Ok(Finished::SignedIn {
-            user,
+            user: Box::new(user),
             org_id: connection.org_id,
             next: flow.next,
         })

@@ -18,7 +18,8 @@ pub use links::{
     password_reset_sso,
 };
 pub use templates::{
-    account_locked, account_unlocked, login_failed, login_succeeded, password_changed, unlock_link,
+    account_deleted, account_locked, account_unlocked, login_failed, login_succeeded,
+    password_changed, unlock_link,
 };
 
 // The outbox records live with the store that reads and writes them.

@@ -24,6 +24,19 @@ pub fn password_changed(
     compose(i18n, user, "mail-password-changed", client, &link, now)
 }
 
+/// "Your account was deleted", to the address it had; the link is the sign-in page (a new
+/// account may be made with the address).
+pub fn account_deleted(
+    i18n: &Arc<I18n>,
+    user: &User,
+    client: &ClientInfo,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> NewMail {
+    let link = format!("{issuer}/login");
+    compose(i18n, user, "mail-account-deleted", client, &link, now)
+}
+
 /// "Your account was locked", with the unlock link.
 pub fn account_locked(
     i18n: &Arc<I18n>,

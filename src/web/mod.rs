@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account", get(profile::page))
         .route("/account/profile", get(profile::page).post(profile::save))
         .route("/account/phones", axum::routing::post(profile::add_phone))
+        .route("/account/delete", axum::routing::post(profile::delete))
         .route(
             "/account/phones/{id}/delete",
             axum::routing::post(profile::remove_phone),

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use crate::AppState;
 use uuid::Uuid;
 
-use crate::accounts::{AccountError, PhoneError, ProfileChange, display_phone};
+use crate::accounts::{
+    AccountError, LoginError, PhoneError, ProfileChange, ReauthError, display_phone,
+};
 use crate::error::WebError;
 use crate::http::{CsrfOnly, HtmlForm, PageContext, SignedIn};
 use crate::web::console::{Console, Section};
@@ -109,7 +111,6 @@ pub async fn save(
         family_name: Some(form.family_name.clone()),
         locale: Some(optional(&form.locale)),
         time_zone: Some(optional(&form.time_zone)),
-        ..ProfileChange::default()
     };
     let client = page.client.clone();
     let result = state
@@ -261,4 +262,77 @@ pub async fn remove_phone(
         return Err(WebError::NotFound);
     }
     Ok(Redirect::to("/account/profile?phone=removed#phones-heading").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /account/delete`: the password one last time; refused, with the organizations
+/// named, while one still needs the user. Deleted: the cookie goes, and a page says so.
+pub async fn delete(
+    State(state): State<AppState>,
+    page: PageContext,
+    signed_in: SignedIn,
+    HtmlForm(form): HtmlForm<DeleteForm>,
+) -> Result<Response, WebError> {
+    page.check_csrf(&state, &signed_in.cookie, &form.csrf)?;
+    let deleted = state
+        .accounts
+        .delete(
+            &signed_in.user,
+            &form.password,
+            &page.client,
+            state.clock.now(),
+        )
+        .await;
+    let (status, message) = match deleted {
+        Ok(()) => {
+            let name = crate::http::csrf::cookie_name(
+                crate::http::SESSION_COOKIE,
+                state.config.is_https(),
+            );
+            let jar = page
+                .jar
+                .clone()
+                .remove(axum_extra::extract::cookie::Cookie::build(name).path("/"));
+            let html = state.pages.render(
+                "message.html",
+                &page.tr,
+                context! {
+                    title => page.tr.t("account-deleted-title"),
+                    message => page.tr.t("account-deleted-text"),
+                },
+            )?;
+            return Ok((jar, axum::response::Html(html)).into_response());
+        }
+        Err(AccountError::LastLegalRepresentative(orgs)) => (
+            StatusCode::CONFLICT,
+            page.tr
+                .t_with("profile-delete-needed", &[("orgs", orgs.join(", "))]),
+        ),
+        Err(AccountError::Reauth(ReauthError::Login(LoginError::WrongCredentials))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page.tr.t("profile-delete-wrong-password"),
+        ),
+        Err(AccountError::Reauth(ReauthError::TooMany(_))) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            page.tr.t("profile-email-error-too_many"),
+        ),
+        Err(other) => return Err(other.into()),
+    };
+    let console = Console::open(&state, &page, &signed_in, Section::Profile);
+    render(
+        &state,
+        console,
+        &signed_in,
+        status,
+        Some((message, true)),
+        None,
+    )
+    .await
 }

@@ -869,8 +869,8 @@ async fn reauthentication_floods_get_429_and_a_locked_account_costs_no_hash() {
         assert_eq!(limited.json::<Value>().await.unwrap()["status"], 429);
         // The account's allowance is spent from any address ...
         for request in [
-            ada.patch(app.url("/api/v1/me"))
-                .json(&json!({"email": "ada@new.example", "current_password": "wrong-one!"})),
+            ada.post(app.url("/api/v1/me/email"))
+                .json(&json!({"new_email": "ada@new.example", "current_password": "wrong-one!"})),
             ada.delete(app.url("/api/v1/me"))
                 .json(&json!({"password": "wrong-one!"})),
             ada.post(app.url("/api/v1/me/password")).json(

@@ -7,6 +7,7 @@ mod cli;
 mod client_activity;
 mod console;
 mod data_at_rest;
+mod deletion;
 mod dns;
 mod domains;
 mod email_change;

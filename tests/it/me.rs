@@ -374,7 +374,13 @@ async fn the_last_legal_representative_cannot_delete_the_account() {
                 .unwrap()
                 .contains("Max-Age=0")
         );
-        assert_eq!(db.count("users").await, 1);
+        // The row stays as a tombstone (the `sub` is never reused), emptied.
+        assert_eq!(db.count("users").await, 2);
+        assert_eq!(
+            db.count_where("users", "deleted_at IS NOT NULL AND email = ''")
+                .await,
+            1
+        );
         assert_eq!(
             app.login(&app.client(), "ada@example.com", PASSWORD)
                 .await

@@ -218,7 +218,7 @@ impl Worker {
             .client
             .patch(app.url("/api/v1/me"))
             .header("x-csrf-token", &self.csrf)
-            .json(&serde_json::json!({ "name": format!("n-{}", self.tried) }))
+            .json(&serde_json::json!({ "given_name": format!("n-{}", self.tried) }))
             .send()
             .await;
         if let Ok(response) = rename {
@@ -374,7 +374,7 @@ async fn a_postgresql_restart_under_load_is_answered_503_and_loses_no_acknowledg
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     for worker in &workers {
-        let (name,): (String,) = sqlx::query_as("SELECT name FROM users WHERE email = $1")
+        let (name,): (String,) = sqlx::query_as("SELECT given_name FROM users WHERE email = $1")
             .bind(&worker.email)
             .fetch_one(&mut conn)
             .await

@@ -28,6 +28,7 @@ mod logouts;
 mod oidc;
 mod organizations;
 mod outbox;
+mod phones;
 mod recovery;
 mod sessions;
 mod sso;

@@ -1,6 +1,6 @@
 //! `AccountStore`: users, profile and password changes, deletion, the first-start setup link.
 
-use gotthard::accounts::{NewUser, ProfileRecord, SetupToken};
+use gotthard::accounts::{Deletion, NewUser, ProfileRecord, SetupToken};
 use gotthard::audit::Action;
 use gotthard::orgs::{Membership, OrgRole};
 use gotthard::store::StoreError;
@@ -279,34 +279,103 @@ async fn a_password_change_ends_every_other_session_of_the_user() {
 }
 
 #[tokio::test]
-async fn deleting_a_user_takes_their_sessions_memberships_and_events() {
+async fn deleting_a_user_keeps_a_tombstone_and_the_activity_without_personal_data() {
     for (store, db) in each_store().await {
         let at = now();
         let ada = add_user(&*store, "ada@example.com", at).await;
         let bob = add_user(&*store, "bob@example.com", at).await;
         let org = add_org(&*store, "Acme", at).await;
-        for user in [ada.id, bob.id] {
-            start(&*store, user, None, at).await;
+        let solo = add_org(&*store, "Solo", at).await;
+        for (org_id, user, role) in [
+            (org.id, ada.id, OrgRole::Member),
+            (org.id, bob.id, OrgRole::LegalRepresentative),
+            (solo.id, ada.id, OrgRole::LegalRepresentative),
+        ] {
             let member = Membership {
-                org_id: org.id,
+                org_id,
                 user_id: user,
-                role: OrgRole::Member,
+                role,
                 created_at: at,
             };
             store.put_membership(&member).await.unwrap();
         }
-        assert!(
-            store.delete_user(ada.id, at).await.unwrap(),
+        for user in [ada.id, bob.id] {
+            start(&*store, user, None, at).await;
+        }
+        let deleted = event(ada.id, Action::AccountDeleted, at);
+        let goodbye = mail(&ada.email, at);
+        // Ada is all of Solo: refused, nothing written.
+        assert_eq!(
+            store.delete_user(ada.id, &deleted, &goodbye).await.unwrap(),
+            Deletion::StillNeeded(vec!["Solo".into()]),
             "{}",
             db.backend
         );
-        assert!(store.user_by_id(ada.id).await.unwrap().is_none());
-        assert_eq!(db.count("sessions").await, 1, "{}: bob's", db.backend);
-        assert_eq!(db.count("memberships").await, 1, "{}", db.backend);
-        assert_eq!(db.count("activity_events").await, 1, "{}", db.backend);
-        assert_eq!(store.count_users().await.unwrap(), 1);
+        assert_eq!(db.count("mail_outbox").await, 0);
+        let left = event(bob.id, Action::ProfileChanged, at);
+        store
+            .delete_membership(solo.id, ada.id, &left)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.delete_user(ada.id, &deleted, &goodbye).await.unwrap(),
+            Deletion::Deleted,
+            "{}",
+            db.backend
+        );
+        // The row stays as a tombstone: the id is never reused, nothing personal is left.
+        let tomb = store.user_by_id(ada.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                tomb.email.as_str(),
+                tomb.name.as_str(),
+                tomb.password_hash.as_deref()
+            ),
+            ("", "", None),
+            "{}",
+            db.backend
+        );
         assert!(
-            !store.delete_user(ada.id, at).await.unwrap(),
+            store
+                .user_by_email("ada@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(db.count("memberships").await, 1, "{}: bob's", db.backend);
+        // Sessions ended, without addresses or devices; events kept, scrubbed.
+        assert!(store.sessions_of_user(ada.id).await.unwrap().is_empty());
+        assert_eq!(store.sessions_of_user(bob.id).await.unwrap().len(), 1);
+        let events = store.recent_events(ada.id, 10).await.unwrap();
+        assert_eq!(events[0].action, "account.deleted", "{}", db.backend);
+        assert!(events.len() >= 2, "the sign-in event stays");
+        assert!(
+            events[1..]
+                .iter()
+                .all(|e| e.ip.is_empty() && e.user_agent.is_empty() && e.details == "{}"),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            db.count("mail_outbox").await,
+            1,
+            "{}: the goodbye",
+            db.backend
+        );
+        // The address is free for a new account, under a new id.
+        let again = add_user(&*store, "ada@example.com", at).await;
+        assert_ne!(again.id, ada.id);
+        let listed: Vec<String> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.email)
+            .collect();
+        assert_eq!(
+            listed,
+            ["ada@example.com", "bob@example.com"],
             "{}",
             db.backend
         );
@@ -314,7 +383,7 @@ async fn deleting_a_user_takes_their_sessions_memberships_and_events() {
 }
 
 #[tokio::test]
-async fn only_legal_representatives_alone_in_their_organization_are_named() {
+async fn only_legal_representatives_and_only_members_are_named() {
     for (store, db) in each_store().await {
         let at = now();
         let ada = add_user(&*store, "ada@example.com", at).await;
@@ -328,6 +397,8 @@ async fn only_legal_representatives_alone_in_their_organization_are_named() {
                 Some(OrgRole::LegalRepresentative),
             ),
             ("Run", OrgRole::Admin, Some(OrgRole::LegalRepresentative)),
+            // The only member, whatever the role, is needed too.
+            ("Solo", OrgRole::Member, None),
         ];
         for (name, ada_role, bob_role) in roles {
             let org = add_org(&*store, name, at).await;
@@ -343,7 +414,12 @@ async fn only_legal_representatives_alone_in_their_organization_are_named() {
             }
         }
         let only_ada = store.orgs_represented_only_by(ada.id).await.unwrap();
-        assert_eq!(only_ada, ["Alpha", "Zeta"], "{}: by name", db.backend);
+        assert_eq!(
+            only_ada,
+            ["Alpha", "Solo", "Zeta"],
+            "{}: by name",
+            db.backend
+        );
         let only_bob = store.orgs_represented_only_by(bob.id).await.unwrap();
         assert_eq!(only_bob, ["Run"], "{}", db.backend);
     }

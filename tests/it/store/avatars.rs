@@ -114,7 +114,12 @@ async fn an_avatar_is_replaced_read_by_key_and_size_and_removed_with_its_user() 
             )
             .await
             .unwrap();
-        assert!(store.delete_user(eve.id, later).await.unwrap());
+        let deleted = event(eve.id, Action::AccountDeleted, later);
+        let goodbye = super::mail(&eve.email, later);
+        assert_eq!(
+            store.delete_user(eve.id, &deleted, &goodbye).await.unwrap(),
+            gotthard::accounts::Deletion::Deleted
+        );
         assert_eq!(store.avatar_image(&first, 64).await.unwrap(), None);
         assert_eq!(db.count("avatars").await, 0, "{}", db.backend);
     }

@@ -256,7 +256,14 @@ async fn every_way_a_session_ends_revokes_its_grants_and_queues_its_logouts() {
 
         // Deleting the account ends the session it kept.
         let last = session_with_grants(kept).await;
-        assert!(store.delete_user(ada.id, at).await.unwrap());
+        let deleted = event(ada.id, Action::AccountDeleted, at);
+        assert_eq!(
+            store
+                .delete_user(ada.id, &deleted, &mail(&ada.email, at))
+                .await
+                .unwrap(),
+            gotthard::accounts::Deletion::Deleted
+        );
         assert_eq!(
             store.count_logouts().await.unwrap().queued,
             5,
@@ -264,8 +271,8 @@ async fn every_way_a_session_ends_revokes_its_grants_and_queues_its_logouts() {
             db.backend
         );
         assert!(
-            store.grant(last[0]).await.unwrap().is_none(),
-            "gone with the user"
+            store.grant(last[0]).await.unwrap().unwrap().revoked,
+            "revoked with the account"
         );
     }
 }

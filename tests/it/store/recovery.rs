@@ -218,7 +218,12 @@ async fn an_email_change_is_confirmed_once_and_undone_once() {
             .confirm_email_change(&token.digest(), &undo, &changed, &notice)
             .await;
         assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
-        assert!(store.delete_user(bob.id, later).await.unwrap());
+        let gone = event(bob.id, Action::AccountDeleted, later);
+        let deleted = store
+            .delete_user(bob.id, &gone, &mail("ADA@new.example", later))
+            .await
+            .unwrap();
+        assert_eq!(deleted, gotthard::accounts::Deletion::Deleted);
 
         let (session, _) = start(store.as_ref(), ada.id, None, at).await;
         store
