@@ -31,7 +31,8 @@ pub use recovery::{LinkProblem, ResetError};
 pub use setup::{FirstStart, SetupError, SetupToken};
 
 // The account records live with the store that reads and writes them.
-pub use crate::store::account::{Deletion, NewUser, ProfileRecord, User};
+pub use crate::store::account::{NewUser, ProfileRecord, User};
+pub use crate::store::deletion::Deletion;
 pub use crate::store::recovery::{EmailChange, EmailLink};
 
 use crate::audit::{Action, ActivityEvent, ClientInfo};

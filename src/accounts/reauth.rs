@@ -115,8 +115,8 @@ impl Accounts {
         let mail =
             crate::mail::account_deleted(&self.mail.i18n, user, client, &self.mail.issuer, now);
         match self.store.delete_user(user.id, &event, &mail).await? {
-            crate::store::account::Deletion::Deleted => Ok(()),
-            crate::store::account::Deletion::StillNeeded(names) => {
+            crate::store::deletion::Deletion::Deleted => Ok(()),
+            crate::store::deletion::Deletion::StillNeeded(names) => {
                 Err(AccountError::LastLegalRepresentative(names))
             }
         }

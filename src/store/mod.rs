@@ -8,6 +8,7 @@ pub mod activity;
 pub mod avatars;
 pub mod cache;
 pub mod consents;
+pub mod deletion;
 pub mod domains;
 pub mod files;
 pub mod logouts;
@@ -32,6 +33,7 @@ pub use account::AccountStore;
 pub use activity::ActivityStore;
 pub use avatars::AvatarStore;
 pub use consents::ConsentStore;
+pub use deletion::DeletionStore;
 pub use domains::DomainStore;
 pub use logouts::LogoutStore;
 pub use oidc::OidcStore;
@@ -178,6 +180,7 @@ pub enum Backend {
 #[async_trait]
 pub trait Store:
     AccountStore
+    + DeletionStore
     + SessionStore
     + ActivityStore
     + OrganizationStore
