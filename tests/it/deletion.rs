@@ -62,14 +62,7 @@ async fn deletion_is_refused_for_the_only_legal_representative_then_allowed() {
             problem["detail"].as_str().unwrap().contains("Acme"),
             "{problem}"
         );
-        let page = client
-            .get(app.url("/account/profile"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&client, "/account/profile").await;
         let form_csrf = hidden_field(&page, "csrf");
         let refused = client
             .post(app.url("/account/delete"))

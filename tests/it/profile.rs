@@ -26,14 +26,7 @@ async fn a_name_changed_on_the_profile_page_reaches_userinfo_and_the_id_token() 
         let rp = relying_party(&app, &registered).await;
         let (browser, _) = app.signed_in("ada@example.com").await;
 
-        let page = browser
-            .get(app.url("/account/profile"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&browser, "/account/profile").await;
         let saved = browser
             .post(app.url("/account/profile"))
             .form(&[
@@ -47,14 +40,7 @@ async fn a_name_changed_on_the_profile_page_reaches_userinfo_and_the_id_token() 
             .await
             .unwrap();
         assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{}", db.backend);
-        let page = browser
-            .get(app.url("/account/profile?saved=1"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&browser, "/account/profile?saved=1").await;
         assert_eq!(
             text_of(&page, "#account-name").unwrap(),
             "Ada King Lovelace"
@@ -165,14 +151,7 @@ async fn phone_numbers_are_stored_in_e164_and_never_released_unverified() {
         assert!(listed["verification"].as_str().unwrap().contains("SMS"));
 
         // The page's form adds one; its button removes one; another's id is not found.
-        let page = client
-            .get(app.url("/account/profile"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&client, "/account/profile").await;
         let form_csrf = hidden_field(&page, "csrf");
         let added = client
             .post(app.url("/account/phones"))
@@ -185,14 +164,7 @@ async fn phone_numbers_are_stored_in_e164_and_never_released_unverified() {
             .await
             .unwrap();
         assert_eq!(added.status(), StatusCode::SEE_OTHER);
-        let page = client
-            .get(app.url("/account/profile?phone=added"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&client, "/account/profile?phone=added").await;
         assert!(page.contains("+34 612 34 56 78"), "{}", db.backend);
         let id = created["id"].as_str().unwrap();
         let removed = client

@@ -318,17 +318,21 @@ impl TestApp {
         (client, csrf)
     }
 
-    /// GETs a page and returns the value of its hidden `csrf` field.
-    pub async fn csrf_from(&self, client: &reqwest::Client, path: &str) -> String {
-        let html = client
+    /// GETs a page and returns its HTML.
+    pub async fn page(&self, client: &reqwest::Client, path: &str) -> String {
+        client
             .get(self.url(path))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        hidden_field(&html, "csrf")
+            .unwrap()
+    }
+
+    /// GETs a page and returns the value of its hidden `csrf` field.
+    pub async fn csrf_from(&self, client: &reqwest::Client, path: &str) -> String {
+        hidden_field(&self.page(client, path).await, "csrf")
     }
 
     /// Signs in through the login form; returns the response to the POST.
