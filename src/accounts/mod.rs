@@ -55,11 +55,9 @@ pub enum AccountError {
     WeakPassword(#[from] PasswordProblem),
     #[error("an account with this e-mail address already exists")]
     EmailTaken,
-    #[error("the only legal representative of: {}", .0.join(", "))]
+    /// Organizations need the user: their only legal representative or only member.
+    #[error("still needed by: {}", .0.join(", "))]
     LastLegalRepresentative(Vec<String>),
-    /// A new e-mail address without the current password.
-    #[error("the current password is required to change the e-mail address")]
-    CurrentPasswordRequired,
     /// A language that pages and mails do not speak.
     #[error("unsupported locale")]
     UnsupportedLocale,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{AccountError, Accounts, LoginError, PasswordCheck, User};
 use crate::audit::{Action, ActivityEvent, ClientInfo};
+use crate::store::StoreError;
 
 /// How many re-checks of signed-in users' passwords may run: each is a full argon2 hash,
 /// so neither one session nor many sessions from one network may fill the hashing pool.
@@ -90,6 +91,12 @@ impl Accounts {
             .store
             .change_password(user.id, &hash, keep_session, &event, &alert)
             .await?)
+    }
+
+    /// The organizations that would refuse the account's deletion now (their only legal
+    /// representative or member): the page says so before the password is typed.
+    pub async fn organizations_needing(&self, user: &User) -> Result<Vec<String>, StoreError> {
+        self.store.orgs_represented_only_by(user.id).await
     }
 
     /// Deletes the account once its password is confirmed, unless an organization still

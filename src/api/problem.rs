@@ -111,9 +111,6 @@ impl From<crate::accounts::AccountError> for ApiError {
                  another legal representative there first.",
                 orgs.join(", ")
             )),
-            AccountError::CurrentPasswordRequired => ApiError::Invalid(
-                "`current_password` is required to change the e-mail address".into(),
-            ),
             AccountError::UnsupportedLocale => {
                 ApiError::Invalid("`locale` must be en, es, fr or null".into())
             }

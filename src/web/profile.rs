@@ -191,13 +191,16 @@ async fn render(
         .into_iter()
         .map(|(org, _)| org.name)
         .collect();
+    let needed = state.accounts.organizations_needing(user).await?;
+    let delete_blocked = (!needed.is_empty())
+        .then(|| tr.t_with("profile-delete-needed", &[("orgs", needed.join(", "))]));
     let csrf = console.csrf.clone();
     console.render_with_status(
         state,
         status,
         "profile.html",
         context! {
-            csrf, notice, error, form, locales, member_since, orgs_kept, phones,
+            csrf, notice, error, form, locales, member_since, orgs_kept, phones, delete_blocked,
             zones => &*ZONES,
             email => user.email.clone(),
             has_password => user.password_hash.is_some(),

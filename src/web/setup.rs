@@ -145,7 +145,6 @@ fn account_problem(page: &PageContext, err: &AccountError) -> Option<String> {
         AccountError::Hash(_)
         | AccountError::Store(_)
         | AccountError::LastLegalRepresentative(_)
-        | AccountError::CurrentPasswordRequired
         | AccountError::UnsupportedLocale
         | AccountError::UnknownTimeZone
         | AccountError::Reauth(_) => return None,

@@ -63,6 +63,12 @@ async fn deletion_is_refused_for_the_only_legal_representative_then_allowed() {
             "{problem}"
         );
         let page = app.page(&client, "/account/profile").await;
+        // The page says so before the password is typed.
+        assert!(
+            text_of(&page, "#delete-blocked").unwrap().contains("Acme"),
+            "{}",
+            db.backend
+        );
         let form_csrf = hidden_field(&page, "csrf");
         let refused = client
             .post(app.url("/account/delete"))
