@@ -130,10 +130,16 @@ impl FromRequestParts<AppState> for PageContext {
 impl PageContext {
     /// The signed-in user's chosen language wins over the browser's.
     pub fn for_user(mut self, state: &AppState, user: &User) -> Self {
-        if let Some(locale) = &user.locale {
-            self.tr = state.pages.i18n.negotiate(Some(locale));
-        }
+        self.tr = self.translator_for(state, user);
         self
+    }
+
+    /// The texts for `user`: their chosen language, else the browser's.
+    pub fn translator_for(&self, state: &AppState, user: &User) -> Translator {
+        match &user.locale {
+            Some(locale) => state.pages.i18n.negotiate(Some(locale)),
+            None => self.tr.clone(),
+        }
     }
 
     /// The CSRF token for this page's forms (and the CSRF cookie, when the browser has none).

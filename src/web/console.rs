@@ -67,11 +67,7 @@ impl Console {
         section: Section,
     ) -> Self {
         let user = &signed_in.user;
-        // The user's chosen language wins over the browser's.
-        let tr = match &user.locale {
-            Some(locale) => state.pages.i18n.negotiate(Some(locale)),
-            None => page.tr.clone(),
-        };
+        let tr = page.translator_for(state, user);
         let browser_zone = page.jar.get(ZONE_COOKIE).map(|c| c.value().to_string());
         let zone = ReaderZone::first_known([browser_zone.as_deref(), user.time_zone.as_deref()]);
         let (jar, csrf) = page.csrf_token(state, &signed_in.cookie);
