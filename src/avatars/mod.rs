@@ -120,10 +120,7 @@ impl Avatars {
         // Cheap checks first, on this thread: the signature and the header's claims.
         let format = pipeline::sniff(&bytes)?;
         pipeline::dimensions(&bytes, format)?;
-        let permit = tokio::time::timeout(self.decode_wait, self.decodes.clone().acquire_owned())
-            .await
-            .map_err(|_| AvatarError::Busy)?
-            .map_err(|_| AvatarError::Busy)?;
+        let permit = self.image_slot().await?;
         let encoded = tokio::task::spawn_blocking(move || {
             let encoded = pipeline::process(&bytes, format);
             drop(permit);
@@ -175,6 +172,15 @@ impl Avatars {
         picture_url(&self.issuer, user, size)
     }
 
+    /// A place in the bounded pool of image work (decoding uploads, drawing initials), or
+    /// [`AvatarError::Busy`] after `decode_wait`.
+    async fn image_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AvatarError> {
+        tokio::time::timeout(self.decode_wait, self.decodes.clone().acquire_owned())
+            .await
+            .map_err(|_| AvatarError::Busy)?
+            .map_err(|_| AvatarError::Busy)
+    }
+
     /// The stored JPEG of one size of an avatar; `None` for an unknown key or size.
     pub async fn image(&self, key: &str, size: u32) -> Result<Option<Vec<u8>>, StoreError> {
         if !valid_key(key) || !SIZES.contains(&size) {
@@ -186,31 +192,44 @@ impl Avatars {
     /// The PNG of an initials image, from its URL's parts; `None` unless `text` is
     /// initials, `colour` in the palette and `size` one of [`SIZES`]. Rendered on a
     /// blocking thread, then kept.
-    pub async fn initials_png(&self, text: &str, colour: usize, size: u32) -> Option<bytes::Bytes> {
+    pub async fn initials_png(
+        &self,
+        text: &str,
+        colour: usize,
+        size: u32,
+    ) -> Result<Option<bytes::Bytes>, AvatarError> {
         if !initials::valid_text(text)
             || colour >= initials::PALETTE.len()
             || !SIZES.contains(&size)
         {
-            return None;
+            return Ok(None);
         }
         let id = (text.to_string(), colour, size);
         if let Some(png) = self.cached(&id) {
-            return Some(png);
+            return Ok(Some(png));
         }
         let font = self.font.clone();
         let owned = text.to_string();
-        let png: bytes::Bytes =
-            tokio::task::spawn_blocking(move || initials::render(&font, &owned, colour, size))
-                .await
-                .ok()??
-                .into();
+        // The public URL can name many images: drawing them shares the bounded image pool.
+        let permit = self.image_slot().await?;
+        let rendered = tokio::task::spawn_blocking(move || {
+            let png = initials::render(&font, &owned, colour, size);
+            drop(permit);
+            png
+        })
+        .await
+        .map_err(|e| AvatarError::Failed(e.to_string()))?;
+        let Some(png) = rendered else {
+            return Ok(None);
+        };
+        let png = bytes::Bytes::from(png);
         if let Ok(mut rendered) = self.rendered.lock() {
             if rendered.len() >= INITIALS_CACHE {
                 rendered.clear();
             }
             rendered.insert(id, png.clone());
         }
-        Some(png)
+        Ok(Some(png))
     }
 
     fn cached(&self, id: &InitialsId) -> Option<bytes::Bytes> {

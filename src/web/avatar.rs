@@ -116,6 +116,7 @@ async fn initials(
         .avatars
         .initials_png(&text, colour, size)
         .await
+        .map_err(|_| WebError::Busy)?
         .ok_or(WebError::NotFound)?;
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, immutable("image/png", &etag)).into_response());
